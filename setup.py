@@ -1,0 +1,30 @@
+"""stylegen: style-based image generators (StyleGAN2 family) with tested fused ops."""
+
+from setuptools import setup
+
+setup(
+    name="stylegen",
+    version="0.1.0",
+    description="StyleGAN2-family generators with fused upfirdn2d/bias_act ops (reference, C++ CPU, CUDA)",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=["stylegen", "stylegen.ops", "stylegen.cuda_ops", "stylegen.cli"],
+    package_dir={"stylegen.cuda_ops": "cuda_ops", "stylegen.cli": "cli"},
+    package_data={
+        "stylegen.cuda_ops": ["include/*.h", "cpu/*.cpp", "cuda/*.cu", "cuda/*.cpp"],
+    },
+    install_requires=[
+        "torch>=2.1",
+        "numpy>=1.22",
+        "pillow>=9.0",
+        "click>=8.0",
+        "ninja>=1.10",
+    ],
+    extras_require={
+        "test": ["pytest>=7"],
+        "lpips": ["lpips>=0.1.4"],
+    },
+    entry_points={"console_scripts": ["stylegen=stylegen.cli.main:main"]},
+)

@@ -1,0 +1,162 @@
+"""bias_act: add a bias, apply an activation, scale by a gain and clamp, fused in one pass.
+
+Same semantics as NVIDIA's `torch_utils/ops/bias_act.py`, so their networks give their pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from stylegen.ops._dispatch import resolve
+
+
+@dataclass(frozen=True)
+class Activation:
+    func: Callable[[torch.Tensor, float], torch.Tensor]  # reference formula, (x, alpha) -> y
+    def_alpha: float  # default alpha (lrelu slope)
+    def_gain: float  # default gain, keeps the output variance of N(0, 1) input
+    index: int  # activation index in the plugins' kernel core
+    ref: str  # which of x / y the plugin's first derivative needs
+    has_2nd_grad: bool  # False for piecewise-linear activations
+
+
+ACTIVATIONS: dict[str, Activation] = {
+    "linear": Activation(lambda x, a: x, 0.0, 1.0, 1, "", False),
+    "relu": Activation(lambda x, a: F.relu(x), 0.0, math.sqrt(2), 2, "y", False),
+    "lrelu": Activation(lambda x, a: F.leaky_relu(x, a), 0.2, math.sqrt(2), 3, "y", False),
+    "tanh": Activation(lambda x, a: torch.tanh(x), 0.0, 1.0, 4, "y", True),
+    "sigmoid": Activation(lambda x, a: torch.sigmoid(x), 0.0, 1.0, 5, "y", True),
+    "elu": Activation(lambda x, a: F.elu(x), 0.0, 1.0, 6, "y", True),
+    "selu": Activation(lambda x, a: F.selu(x), 0.0, 1.0, 7, "y", True),
+    "softplus": Activation(lambda x, a: F.softplus(x), 0.0, 1.0, 8, "y", True),
+    "swish": Activation(lambda x, a: torch.sigmoid(x) * x, 0.0, math.sqrt(2), 9, "x", True),
+}
+
+
+def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, impl="auto"):
+    """y = clamp(act(x + b) * gain, -clamp, clamp), fused.
+
+    x: float tensor of any shape. b: 1-D bias of size x.shape[dim], or None. dim: the axis b
+    runs along. act: one of ACTIVATIONS. alpha: activation parameter (lrelu slope; default per
+    activation). gain: output scale (default per activation, sqrt(2) for relu/lrelu/swish).
+    clamp: clamp the output to [-clamp, clamp] (None = no clamp). impl: 'auto' | 'ref' | 'cpu' |
+    'cuda'. Returns a tensor shaped like x. Differentiable w.r.t. x and b, twice.
+    """
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"bias_act: x must be a floating-point tensor; got {type(x).__name__}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"bias_act: unknown act {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+    if clamp is not None and clamp < 0:
+        raise ValueError(f"bias_act: clamp must be >= 0 or None; got {clamp}")
+    if b is not None:
+        dim = dim % x.ndim if x.ndim else dim
+        if b.ndim != 1 or x.ndim == 0 or b.shape[0] != x.shape[dim]:
+            raise ValueError(
+                f"bias_act: b must be 1-D of size x.shape[{dim}]; got b {tuple(b.shape)}, x {tuple(x.shape)}"
+            )
+    spec = ACTIVATIONS[act]
+    alpha = float(alpha if alpha is not None else spec.def_alpha)
+    gain = float(gain if gain is not None else spec.def_gain)
+    clamp = float(clamp if clamp is not None else -1)
+    plugin = resolve(impl, x, "bias_act")
+    if plugin is None:
+        return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
+    if b is not None:
+        b = b.to(x.dtype)
+    return _BiasAct.apply(x, b, plugin, (dim, act, alpha, gain, clamp))
+
+
+def _bias_act_ref(x, b, dim, spec, alpha, gain, clamp):
+    """Slow reference: plain PyTorch ops (autograd gives every order of derivative)."""
+    if b is not None:
+        x = x + b.reshape([-1 if i == dim else 1 for i in range(x.ndim)])
+    x = spec.func(x, alpha)
+    if gain != 1:
+        x = x * gain
+    if clamp >= 0:
+        x = x.clamp(-clamp, clamp)
+    return x
+
+
+def _dense(t: torch.Tensor) -> tuple[torch.Tensor, torch.memory_format]:
+    """t in a dense layout the plugin can index linearly (channels_last kept as is)."""
+    fmt = torch.channels_last if t.ndim == 4 and t.stride(1) == 1 and t.shape[1] > 1 else torch.contiguous_format
+    return t.contiguous(memory_format=fmt), fmt
+
+
+_EMPTY: dict[tuple, torch.Tensor] = {}
+
+
+def _null(like: torch.Tensor) -> torch.Tensor:
+    key = (like.dtype, like.device)
+    if key not in _EMPTY:
+        _EMPTY[key] = torch.empty([0], dtype=like.dtype, device=like.device)
+    return _EMPTY[key]
+
+
+def _trivial(act: str, gain: float, clamp: float) -> bool:
+    return act == "linear" and gain == 1 and clamp < 0
+
+
+class _BiasAct(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, b, plugin, args):
+        dim, act, alpha, gain, clamp = args
+        spec = ACTIVATIONS[act]
+        x, ctx.memory_format = _dense(x)
+        bb = b.contiguous() if b is not None else _null(x)
+        y = x
+        if not _trivial(act, gain, clamp) or b is not None:
+            y = plugin.bias_act(x, bb, _null(x), _null(x), _null(x), 0, dim, spec.index, alpha, gain, clamp)
+        need_x = "x" in spec.ref or spec.has_2nd_grad
+        ctx.save_for_backward(x if need_x else _null(x), bb if need_x else _null(x), y if "y" in spec.ref else _null(x))
+        ctx.plugin, ctx.args = plugin, args
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        dim, act, gain, clamp = ctx.args[0], ctx.args[1], ctx.args[3], ctx.args[4]
+        x, b, y = ctx.saved_tensors
+        dy = dy.contiguous(memory_format=ctx.memory_format)
+        dx = db = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            dx = dy
+            if not _trivial(act, gain, clamp):
+                dx = _BiasActGrad.apply(dy, x, b, y, ctx.plugin, ctx.args)
+        if ctx.needs_input_grad[1]:
+            db = dx.sum([i for i in range(dx.ndim) if i != dim])
+        return dx, db, None, None
+
+
+class _BiasActGrad(torch.autograd.Function):
+    """dx = act'(x + b) * gain * dy (masked by the clamp); differentiable once more."""
+
+    @staticmethod
+    def forward(ctx, dy, x, b, y, plugin, args):
+        dim, act, alpha, gain, clamp = args
+        spec = ACTIVATIONS[act]
+        dy, ctx.memory_format = _dense(dy)
+        dx = plugin.bias_act(dy, b, x, y, _null(dy), 1, dim, spec.index, alpha, gain, clamp)
+        ctx.save_for_backward(dy if spec.has_2nd_grad else _null(dy), x, b, y)
+        ctx.plugin, ctx.args = plugin, args
+        return dx
+
+    @staticmethod
+    def backward(ctx, d_dx):
+        dim, act, alpha, gain, clamp = ctx.args
+        spec = ACTIVATIONS[act]
+        d_dx = d_dx.contiguous(memory_format=ctx.memory_format)
+        dy, x, b, y = ctx.saved_tensors
+        d_dy = d_x = d_b = None
+        if ctx.needs_input_grad[0]:
+            d_dy = _BiasActGrad.apply(d_dx, x, b, y, ctx.plugin, ctx.args)
+        if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
+            d_x = ctx.plugin.bias_act(d_dx, b, x, y, dy, 2, dim, spec.index, alpha, gain, clamp)
+        if spec.has_2nd_grad and ctx.needs_input_grad[2]:
+            d_b = d_x.sum([i for i in range(d_x.ndim) if i != dim])
+        return d_dy, d_x, d_b, None, None, None
