@@ -66,8 +66,11 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     plugin = resolve(impl, x, "bias_act")
     if plugin is None:
         return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
+    # Make the layouts dense here, not inside the Function: a copy made in forward() would be
+    # saved for backward as a constant, cutting the second-order gradient to x and b.
+    x = _dense(x)[0]
     if b is not None:
-        b = b.to(x.dtype)
+        b = b.to(x.dtype).contiguous()
     return _BiasAct.apply(x, b, plugin, (dim, act, alpha, gain, clamp))
 
 
@@ -99,6 +102,13 @@ def _null(like: torch.Tensor) -> torch.Tensor:
     return _EMPTY[key]
 
 
+def _sum_except(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum over every axis but `dim` (the bias gradient). A 1-D t is returned as is: t.sum([])
+    would sum over all axes."""
+    axes = [i for i in range(t.ndim) if i != dim]
+    return t.sum(axes) if axes else t
+
+
 def _trivial(act: str, gain: float, clamp: float) -> bool:
     return act == "linear" and gain == 1 and clamp < 0
 
@@ -114,7 +124,8 @@ class _BiasAct(torch.autograd.Function):
         if not _trivial(act, gain, clamp) or b is not None:
             y = plugin.bias_act(x, bb, _null(x), _null(x), _null(x), 0, dim, spec.index, alpha, gain, clamp)
         need_x = "x" in spec.ref or spec.has_2nd_grad
-        ctx.save_for_backward(x if need_x else _null(x), bb if need_x else _null(x), y if "y" in spec.ref else _null(x))
+        need_y = "y" in spec.ref or clamp >= 0  # the clamp's gradient mask reads y (even for linear)
+        ctx.save_for_backward(x if need_x else _null(x), bb if need_x else _null(x), y if need_y else _null(x))
         ctx.plugin, ctx.args = plugin, args
         return y
 
@@ -129,7 +140,7 @@ class _BiasAct(torch.autograd.Function):
             if not _trivial(act, gain, clamp):
                 dx = _BiasActGrad.apply(dy, x, b, y, ctx.plugin, ctx.args)
         if ctx.needs_input_grad[1]:
-            db = dx.sum([i for i in range(dx.ndim) if i != dim])
+            db = _sum_except(dx, dim)
         return dx, db, None, None
 
 
@@ -158,5 +169,5 @@ class _BiasActGrad(torch.autograd.Function):
         if spec.has_2nd_grad and (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]):
             d_x = ctx.plugin.bias_act(d_dx, b, x, y, dy, 2, dim, spec.index, alpha, gain, clamp)
         if spec.has_2nd_grad and ctx.needs_input_grad[2]:
-            d_b = d_x.sum([i for i in range(d_x.ndim) if i != dim])
+            d_b = _sum_except(d_x, dim)
         return d_dy, d_x, d_b, None, None, None

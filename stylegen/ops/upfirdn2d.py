@@ -102,11 +102,16 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     if plugin is None:
         return _upfirdn2d_ref(x, f, *args)
     if f.ndim == 1 and f.numel() <= 4:
-        f = f.ger(f)  # short separable filter: one 2-D pass beats two passes through memory
+        # Short separable filter: one 2-D pass beats two passes through memory. The outer product
+        # is taken in x's precision (a float32 one would cost float64 inputs 1e-7 of accuracy).
+        f = f.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+        f = f.ger(f)
     if f.ndim == 1:
-        # Long separable filter: two 1-D passes (2*taps MACs per pixel, not taps**2).
-        hx = (upx, 1, downx, 1, padx0, padx1, 0, 0, args[8], float(gain) ** 0.5)
-        hy = (1, upy, 1, downy, 0, 0, pady0, pady1, args[8], float(gain) ** 0.5)
+        # Long separable filter: two 1-D passes (2*taps MACs per pixel, not taps**2). The gain
+        # goes whole into the second pass, as in NVIDIA's plugin path (gain ** 0.5 per pass would
+        # be complex for a negative gain).
+        hx = (upx, 1, downx, 1, padx0, padx1, 0, 0, args[8], 1.0)
+        hy = (1, upy, 1, downy, 0, 0, pady0, pady1, args[8], float(gain))
         x = _UpFirDn2d.apply(x, f[None, :], plugin, hx)
         return _UpFirDn2d.apply(x, f[:, None], plugin, hy)
     return _UpFirDn2d.apply(x, f, plugin, args)
@@ -142,8 +147,8 @@ def _upfirdn2d_ref(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, fli
     # Pad, then crop the negative padding.
     x = F.pad(x, [max(padx0, 0), max(padx1, 0), max(pady0, 0), max(pady1, 0)])
     x = x[:, :, max(-pady0, 0) : x.shape[2] - max(-pady1, 0), max(-padx0, 0) : x.shape[3] - max(-padx1, 0)]
-    # conv2d correlates: flip for a true convolution.
-    f = f * (gain ** (f.ndim / 2))
+    # conv2d correlates: flip for a true convolution. The gain is applied in x's precision, and
+    # whole to the second pass of a separable filter (gain ** 0.5 per pass is complex for gain < 0).
     f = f.to(x.dtype)
     if not flip:
         f = f.flip(list(range(f.ndim)))
@@ -151,10 +156,10 @@ def _upfirdn2d_ref(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, fli
     if c == 0 or n == 0:
         x = x[:, :, : x.shape[2] - f.shape[2] + 1, : x.shape[3] - f.shape[-1] + 1]
     elif f.ndim == 4:
-        x = F.conv2d(x, f, groups=c)
+        x = F.conv2d(x, f * gain, groups=c)
     else:
         x = F.conv2d(x, f.unsqueeze(2), groups=c)
-        x = F.conv2d(x, f.unsqueeze(3), groups=c)
+        x = F.conv2d(x, f.unsqueeze(3) * gain, groups=c)
     return x[:, :, ::downy, ::downx]
 
 
