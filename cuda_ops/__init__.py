@@ -38,9 +38,12 @@ SOURCES = {
 # No -march=native: the cached binary must run on any x86-64 it is copied to.
 # -fopenmp: at::parallel_for is a header template that runs serially unless the extension itself
 # is compiled with OpenMP (torch's OpenMP backend); the runtime is the libgomp torch already loads.
-CPU_CFLAGS = ["-O3", "-std=c++17", "-ffp-contract=off", "-fno-math-errno", "-fopenmp"]
+# -fno-trapping-math: lets gcc compute both sides of a select (lrelu's x * alpha, the clamp) and
+# so vectorize bias_act (20x faster); values are unchanged, only FP exception flags may differ.
+# -std=c++20: torch >= 2.10 headers refuse older standards (#error C++20 or later ...).
+CPU_CFLAGS = ["-O3", "-std=c++20", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math", "-fopenmp"]
 CPU_LDFLAGS = ["-fopenmp"]
-CUDA_CFLAGS = ["-O3", "-std=c++17"]
+CUDA_CFLAGS = ["-O3", "-std=c++20"]
 # STYLEGEN_CUDA_STRICT=1: no fused multiply-add, so linear/relu/lrelu bias_act and upfirdn2d
 # should match the CPU plugin bit for bit (both sum a pixel's taps in the same order).
 CUDA_STRICT_FLAGS = ["--fmad=false"]
@@ -78,7 +81,8 @@ def fingerprint(kind: str) -> str:
         h.update(path.name.encode())
         h.update(path.read_bytes())
     cflags, nvflags = build_flags(kind)
-    h.update(repr((cflags, nvflags, torch.__version__, torch.version.cuda)).encode())
+    ldflags = CPU_LDFLAGS if kind == "cpu" else []
+    h.update(repr((cflags, nvflags, ldflags, torch.__version__, torch.version.cuda)).encode())
     if kind == "cuda":
         h.update(os.environ.get("TORCH_CUDA_ARCH_LIST", "").encode())
     return h.hexdigest()[:16]
@@ -158,19 +162,26 @@ def _configure_cuda_env() -> None:
 def _build(kind: str, verbose: bool) -> ModuleType:
     from torch.utils import cpp_extension
 
+    name = plugin_name(kind)
+    build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    if (build_dir / f"{name}.so").is_file():
+        # The name hashes the sources, flags and torch version: a finished build of it is current,
+        # and importing it needs no compiler, ninja or nvcc.
+        try:
+            return cpp_extension._import_module_from_library(name, str(build_dir), True)
+        except ImportError:
+            pass  # a broken or partial binary: rebuild it below
     check_toolchain(kind)
     if kind == "cuda":
         _configure_cuda_env()
-    name = plugin_name(kind)
-    build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
     cflags, nvflags = build_flags(kind)
     try:
         return cpp_extension.load(
             name=name,
             sources=[str(ROOT / s) for s in SOURCES[kind]],
-            extra_cflags=cflags,
-            extra_cuda_cflags=nvflags,
-            extra_ldflags=CPU_LDFLAGS if kind == "cpu" else [],
+            extra_cflags=list(cflags),  # load() appends to the lists it is given
+            extra_cuda_cflags=list(nvflags),
+            extra_ldflags=list(CPU_LDFLAGS) if kind == "cpu" else [],
             extra_include_paths=[str(ROOT / "include")],
             build_directory=str(build_dir),
             verbose=verbose,

@@ -205,23 +205,9 @@ VARIANTS = {
     "clamp_gain": dict(clamp=1.3, gain=2.0, alpha=0.1),
 }
 
-# Known kernel bugs (see the report of the ops tests); strict, so a fix shows up as XPASS.
-SWISH_CLAMP_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: cuda_ops/include/bias_act_core.h swish derivative sets yref = 0, so the "
-    "clamp never masks the gradient where the output saturates (NVIDIA's straight-through)",
-)
-NEGATIVE_ALPHA_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="kernel bug: bias_act_core.h lrelu derivative tests the sign of y / gain, which is "
-    "wrong for x < 0 when alpha < 0 (alpha * x > 0 takes the slope-1 branch)",
-)
-
-
 def variant_params():
     for act, variant in itertools.product(ACTS, VARIANTS):
-        marks = [SWISH_CLAMP_BUG] if act == "swish" and "clamp" in VARIANTS[variant] else []
-        yield pytest.param(act, variant, marks=marks, id=f"{act}-{variant}")
+        yield pytest.param(act, variant, id=f"{act}-{variant}")
 
 
 @pytest.mark.parametrize("act, variant", list(variant_params()))
@@ -233,7 +219,6 @@ def test_gain_alpha_clamp(cpu_plugin, act, variant, dtype):
     check_ref_vs_cpu(x.contiguous(memory_format=torch.channels_last), b, act=act, **VARIANTS[variant])
 
 
-@SWISH_CLAMP_BUG
 def test_swish_clamp_gradient(cpu_plugin):
     # swish(3) * sqrt(2) = 4.01 saturates at clamp 0.5: d/dx must be 0 there, as in the reference.
     x = t([[3.0, 0.1]]).requires_grad_(True)
@@ -243,14 +228,11 @@ def test_swish_clamp_gradient(cpu_plugin):
     assert_close(g, g_ref, "bias_act", "ref_cpu_grad")
 
 
-@NEGATIVE_ALPHA_BUG
-def test_lrelu_negative_alpha_gradient(cpu_plugin):
-    # lrelu with alpha = -0.1 at x = -1: y = 0.1 (> 0), dy/dx = alpha = -0.1 (times gain 1).
-    x = t([[-1.0, 2.0]]).requires_grad_(True)
-    y = bias_act(x, act="lrelu", alpha=-0.1, gain=1, impl="cpu")
-    assert_close(y.detach(), t([[0.1, 2.0]]), "bias_act", "hand")
-    (g,) = torch.autograd.grad(y.sum(), [x])
-    assert_close(g, t([[-0.1, 1.0]]), "bias_act", "hand")
+@pytest.mark.parametrize("impl_", ["ref", "cpu"])
+def test_lrelu_negative_alpha_refused(cpu_plugin, impl_):
+    # The plugins pick the lrelu derivative branch from sign(y), which a negative slope breaks.
+    with pytest.raises(ValueError, match="lrelu alpha must be >= 0"):
+        bias_act(t([[-1.0, 2.0]]), act="lrelu", alpha=-0.1, impl=impl_)
 
 
 @pytest.mark.parametrize("act", ACTS)
@@ -322,9 +304,7 @@ def safe_inputs(act: str, gain: float, clamp: float | None, seed: int):
 
 @pytest.mark.parametrize("clamp", [None, 0.8], ids=["no_clamp", "clamp"])
 @pytest.mark.parametrize("act", ACTS)
-def test_gradcheck(request, impl, act, clamp):
-    if impl == "cpu" and act == "swish" and clamp is not None:
-        request.applymarker(SWISH_CLAMP_BUG)
+def test_gradcheck(impl, act, clamp):
     gain = ACTIVATIONS[act].def_gain
     x, b = safe_inputs(act, gain, clamp, seed=ACTS.index(act))
     x.requires_grad_(True)
@@ -365,10 +345,8 @@ class TestCudaParity:
                 assert_close(a.cpu().to(e.dtype), e, "bias_act", kind, info, dtype=dtype)
 
     @pytest.mark.parametrize("act", ACTS)
-    def test_gradcheck_cuda(self, request, act):
+    def test_gradcheck_cuda(self, act):
         plugin_or_skip("cuda")
-        if act == "swish":
-            request.applymarker(SWISH_CLAMP_BUG)
         x, b = safe_inputs(act, ACTIVATIONS[act].def_gain, 0.8, seed=ACTS.index(act))
         x, b = x.cuda().requires_grad_(True), b.cuda().requires_grad_(True)
 

@@ -274,6 +274,18 @@ def test_missing_compiler_is_named(tmp_path):
     assert not (tmp_path / "ext").exists() or not any((tmp_path / "ext").rglob("*.so"))
 
 
+def test_cached_plugin_loads_without_a_toolchain(cpu_plugin, tmp_path):
+    # The same TORCH_EXTENSIONS_DIR as this process (where cpu_plugin was built), but an empty PATH.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = subprocess_env(PATH=str(bin_dir), CXX="/nonexistent/c++")
+    for var in ["STYLEGEN_REQUIRE_EXT", "STYLEGEN_OPS"]:
+        env.pop(var, None)
+    r = run_python(TOOLCHAIN_PROBE, env, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "BUILT" in r.stdout.splitlines() and "WARNINGS 0" in r.stdout, r.stdout
+
+
 def test_missing_ninja_is_named(tmp_path):
     r = toolchain_case(tmp_path, "no_ninja")
     assert r.returncode == 0, r.stderr

@@ -51,6 +51,9 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
         raise TypeError(f"bias_act: x must be a floating-point tensor; got {type(x).__name__}")
     if act not in ACTIVATIONS:
         raise ValueError(f"bias_act: unknown act {act!r}; expected one of {', '.join(ACTIVATIONS)}")
+    if act == "lrelu" and alpha is not None and alpha < 0:
+        # The fused kernels take the derivative's branch from sign(y), valid only for alpha >= 0.
+        raise ValueError(f"bias_act: lrelu alpha must be >= 0; got {alpha}")
     if clamp is not None and clamp < 0:
         raise ValueError(f"bias_act: clamp must be >= 0 or None; got {clamp}")
     if b is not None:

@@ -1,0 +1,401 @@
+// CPU plugin: argument checks, dtype dispatch and at::parallel_for loops around the kernel core
+// (include/*_core.h). No arithmetic of the ops lives here.
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <climits>
+#include <utility>
+#include <numeric>
+#include <vector>
+
+#include "bias_act_core.h"
+#include "upfirdn2d_core.h"
+
+namespace {
+
+// ------------------------------------------------------------------------------------------------
+// upfirdn2d
+
+// A run of output columns that share one tap pattern: output ox0 + m*oxstep reads input columns
+// i0 + m*istep + k with taps t0 + k*up, k < n, for m < count. acc is its slice of the row buffer.
+struct ColumnRun {
+    int64_t ox0, oxstep, count, i0, istep, acc;
+    int t0, n;
+};
+
+// Group the output columns into runs by polyphase class: the columns of one class share (t0, n)
+// and step through the input evenly, so with unclipped taps each class is one run (clipped border
+// columns would start runs of their own).
+std::vector<ColumnRun> column_runs(const std::vector<sg::AxisTaps>& taps, int up, int down) {
+    int64_t count = (int64_t)taps.size();
+    int64_t period = up / std::gcd(up, down);  // columns of one polyphase class are `period` apart
+    std::vector<ColumnRun> runs;
+    int64_t acc = 0;
+    for (int64_t p = 0; p < std::min(period, count); p++) {
+        for (int64_t o = p; o < count; o += period) {
+            const sg::AxisTaps& t = taps[o];
+            ColumnRun* last = runs.empty() ? nullptr : &runs.back();
+            bool extend = last && last->oxstep == period && last->ox0 % period == p &&
+                          last->t0 == t.t0 && last->n == t.n &&
+                          last->ox0 + last->count * period == o &&
+                          (last->count == 1 || last->i0 + last->count * last->istep == t.i0);
+            if (extend) {
+                if (last->count == 1) last->istep = t.i0 - last->i0;
+                last->count++;
+            } else {
+                runs.push_back({o, period, 1, t.i0, 1, 0, t.t0, t.n});  // istep is set on extension
+            }
+        }
+    }
+    for (ColumnRun& r : runs) {
+        r.acc = acc;
+        acc += r.count;
+    }
+    return runs;
+}
+
+std::vector<sg::AxisTaps> axis_taps(int64_t out, int up, int down, int pad0, int64_t in, int taps) {
+    std::vector<sg::AxisTaps> t(out);
+    for (int64_t o = 0; o < out; o++) t[o] = sg::upfirdn2d_axis_taps(o, up, down, pad0, in, taps);
+    return t;
+}
+
+std::vector<sg::AxisTaps> axis_taps_unclipped(int64_t out, int up, int down, int pad0, int taps) {
+    std::vector<sg::AxisTaps> t(out);
+    for (int64_t o = 0; o < out; o++) t[o] = sg::upfirdn2d_axis_taps_unclipped(o, up, down, pad0, taps);
+    return t;
+}
+
+// Input samples [lo, hi] read by outputs [begin, end) (unclipped taps); lo > hi when none.
+std::pair<int64_t, int64_t> tap_span(const std::vector<sg::AxisTaps>& taps, int64_t begin, int64_t end) {
+    int64_t lo = INT64_MAX, hi = INT64_MIN;
+    for (int64_t o = begin; o < end; o++) {
+        if (taps[o].n == 0) continue;
+        lo = std::min(lo, taps[o].i0);
+        hi = std::max(hi, taps[o].i0 + taps[o].n - 1);
+    }
+    return lo <= hi ? std::make_pair(lo, hi) : std::make_pair<int64_t, int64_t>(0, -1);
+}
+
+// Correlation filter F, oriented once so the loops index it as F[ty * fw + tx].
+template <typename S>
+std::vector<S> oriented_filter(const S* f, int fh, int fw, bool flip) {
+    std::vector<S> F(fh * fw);
+    for (int ty = 0; ty < fh; ty++)
+        for (int tx = 0; tx < fw; tx++) F[ty * fw + tx] = f[sg::upfirdn2d_filter_index(ty, tx, fh, fw, flip)];
+    return F;
+}
+
+// Filter rows handed to the core per call (upfirdn2d_block's fixed-size branches go up to 4).
+constexpr int kRowsPerBlock = 4;
+
+// NCHW-like layouts. One task = a band of output rows of one plane: the input rows the band reads
+// are copied into a zero-padded buffer, so every output pixel takes its full polyphase tap set
+// and the columns vectorize along W without border cases. The extra taps read padding zeros and
+// add w * 0 = +-0 to a sum that starts at +0 (and so is never -0): the result is bit for bit that
+// of upfirdn2d_pixel, which skips them -- for a finite filter (the plugins' contract).
+template <typename S>
+void upfirdn2d_rows(const sg::Upfirdn2dParams& p) {
+    const S* x = static_cast<const S*>(p.x);
+    S* y = static_cast<S*>(p.y);
+    std::vector<S> F = oriented_filter(static_cast<const S*>(p.f), p.fh, p.fw, p.flip);
+    std::vector<sg::AxisTaps> rows = axis_taps_unclipped(p.outh, p.upy, p.downy, p.pady0, p.fh);
+    std::vector<sg::AxisTaps> cols = axis_taps_unclipped(p.outw, p.upx, p.downx, p.padx0, p.fw);
+    std::pair<int64_t, int64_t> span = tap_span(cols, 0, p.outw);
+    int64_t bx0 = span.first, bx1 = span.second, bw = bx1 - bx0 + 1;  // buffer columns: inputs bx0..bx1
+    for (sg::AxisTaps& t : cols) t.i0 -= bx0;
+    std::vector<ColumnRun> runs = column_runs(cols, p.upx, p.downx);
+
+    // Weights of every (output row, group of filter rows, column run), gathered once per call:
+    // block (oy, g, run) holds F[ty.t0 + (g*kRowsPerBlock + a)*upy][run.t0 + b*upx] at [a][b].
+    int64_t groups = (p.fh + kRowsPerBlock - 1) / kRowsPerBlock;
+    std::vector<int64_t> woff(p.outh * groups * runs.size());
+    std::vector<S> wtab;
+    for (int64_t oy = 0; oy < p.outh; oy++) {
+        sg::AxisTaps ty = rows[oy];
+        for (int64_t g = 0; g < groups; g++) {
+            int a0 = (int)g * kRowsPerBlock, ny = std::max(0, std::min(kRowsPerBlock, ty.n - a0));
+            for (size_t k = 0; k < runs.size(); k++) {
+                woff[(oy * groups + g) * runs.size() + k] = (int64_t)wtab.size();
+                for (int a = 0; a < ny; a++)
+                    for (int b = 0; b < runs[k].n; b++)
+                        wtab.push_back(F[(ty.t0 + (a0 + a) * p.upy) * p.fw + runs[k].t0 + b * p.upx]);
+            }
+        }
+    }
+
+    const S gain = (S)p.gain;
+    int64_t band = std::min<int64_t>(p.outh, std::max<int64_t>(8, 16384 / p.outw));
+    int64_t bands = (p.outh + band - 1) / band;
+    at::parallel_for(0, p.n * p.c * bands, 1, [&](int64_t begin, int64_t end) {
+        std::vector<S> acc(p.outw), buf;
+        const S* xrows[kRowsPerBlock];
+        for (int64_t task = begin; task < end; task++) {
+            int64_t oy0 = (task % bands) * band, oy1 = std::min(p.outh, oy0 + band), nc = task / bands;
+            int64_t c = nc % p.c, n = nc / p.c;
+            std::pair<int64_t, int64_t> rspan = tap_span(rows, oy0, oy1);
+            int64_t by0 = rspan.first, by1 = rspan.second;  // buffer rows: inputs by0..by1
+            buf.assign(std::max<int64_t>(0, by1 - by0 + 1) * bw, (S)0);
+            const S* plane = x + n * p.xsn + c * p.xsc;
+            int64_t cx0 = std::max<int64_t>(bx0, 0), cx1 = std::min<int64_t>(bx1, p.inw - 1);
+            for (int64_t iy = std::max<int64_t>(by0, 0); iy <= std::min<int64_t>(by1, p.inh - 1); iy++) {
+                const S* src = plane + iy * p.xsh;
+                S* dst = buf.data() + (iy - by0) * bw;
+                for (int64_t ix = cx0; ix <= cx1; ix++) dst[ix - bx0] = src[ix * p.xsw];
+            }
+            for (int64_t oy = oy0; oy < oy1; oy++) {
+                sg::AxisTaps ty = rows[oy];
+                std::fill(acc.begin(), acc.end(), (S)0);
+                for (int a0 = 0, g = 0; a0 < ty.n; a0 += kRowsPerBlock, g++) {
+                    int ny = std::min(kRowsPerBlock, ty.n - a0);
+                    const int64_t* wo = woff.data() + (oy * groups + g) * runs.size();
+                    for (size_t k = 0; k < runs.size(); k++) {
+                        const ColumnRun& run = runs[k];
+                        for (int a = 0; a < ny; a++) xrows[a] = buf.data() + (ty.i0 + a0 + a - by0) * bw + run.i0;
+                        sg::upfirdn2d_block(acc.data() + run.acc, run.count, wtab.data() + wo[k], ny, run.n,
+                                            xrows, run.istep, 1);
+                    }
+                }
+                S* yrow = y + n * p.ysn + c * p.ysc + oy * p.ysh;
+                for (const ColumnRun& run : runs)
+                    sg::upfirdn2d_store(yrow + run.ox0 * p.ysw, run.count, run.oxstep * p.ysw,
+                                        acc.data() + run.acc, gain);
+            }
+        }
+    });
+}
+
+// channels_last-like layouts: one task = one output pixel; the taps vectorize along C.
+template <typename S>
+void upfirdn2d_pixels(const sg::Upfirdn2dParams& p) {
+    const S* x = static_cast<const S*>(p.x);
+    S* y = static_cast<S*>(p.y);
+    std::vector<S> F = oriented_filter(static_cast<const S*>(p.f), p.fh, p.fw, p.flip);
+    std::vector<sg::AxisTaps> rows = axis_taps(p.outh, p.upy, p.downy, p.pady0, p.inh, p.fh);
+    std::vector<sg::AxisTaps> cols = axis_taps(p.outw, p.upx, p.downx, p.padx0, p.inw, p.fw);
+    const S gain = (S)p.gain;
+    int64_t total = p.n * p.outh * p.outw;
+    int64_t work_per_pixel = std::max<int64_t>(1, p.c * p.fh * p.fw / (p.upx * p.upy));
+    int64_t grain = std::max<int64_t>(1, 32768 / work_per_pixel);
+    at::parallel_for(0, total, grain, [&](int64_t begin, int64_t end) {
+        std::vector<S> acc(p.c);
+        for (int64_t r = begin; r < end; r++) {
+            int64_t ox = r % p.outw, noy = r / p.outw;
+            int64_t oy = noy % p.outh, n = noy / p.outh;
+            std::fill(acc.begin(), acc.end(), (S)0);
+            sg::AxisTaps ty = rows[oy], tx = cols[ox];
+            for (int a = 0; a < ty.n; a++) {
+                const S* xrow = x + n * p.xsn + (ty.i0 + a) * p.xsh;
+                const S* frow = F.data() + (ty.t0 + a * p.upy) * p.fw;
+                for (int b = 0; b < tx.n; b++)
+                    sg::upfirdn2d_axpy(acc.data(), p.c, frow[tx.t0 + b * p.upx],
+                                       xrow + (tx.i0 + b) * p.xsw, p.xsc);
+            }
+            sg::upfirdn2d_store(y + n * p.ysn + oy * p.ysh + ox * p.ysw, p.c, p.ysc, acc.data(), gain);
+        }
+    });
+}
+
+void check_upfirdn2d_args(int upx, int upy, int downx, int downy) {
+    TORCH_CHECK(upx >= 1 && upy >= 1, "upfirdn2d: up factors must be >= 1, got upx=", upx, ", upy=", upy);
+    TORCH_CHECK(downx >= 1 && downy >= 1,
+                "upfirdn2d: down factors must be >= 1, got downx=", downx, ", downy=", downy);
+}
+
+torch::Tensor upfirdn2d(torch::Tensor x, torch::Tensor f, int64_t upx, int64_t upy, int64_t downx,
+                        int64_t downy, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1,
+                        bool flip, double gain) {
+    TORCH_CHECK(x.device().is_cpu() && f.device().is_cpu(),
+                "upfirdn2d (cpu plugin): x and f must be CPU tensors, got ", x.device(), " and ", f.device());
+    TORCH_CHECK(x.dim() == 4, "upfirdn2d: x must be 4-D [N, C, H, W], got shape ", x.sizes());
+    TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+                "upfirdn2d (cpu plugin): x must be float32 or float64, got ", x.scalar_type());
+    auto ftype = x.scalar_type() == torch::kDouble ? torch::kDouble : torch::kFloat;
+    TORCH_CHECK(f.dim() == 2 && f.size(0) >= 1 && f.size(1) >= 1,
+                "upfirdn2d: f must be 2-D [fh, fw] with fh, fw >= 1, got shape ", f.sizes());
+    TORCH_CHECK(f.scalar_type() == ftype, "upfirdn2d: f must be ", ftype, " for x of type ",
+                x.scalar_type(), ", got ", f.scalar_type());
+    check_upfirdn2d_args(upx, upy, downx, downy);
+    f = f.contiguous();
+    int fh = (int)f.size(0), fw = (int)f.size(1);
+    int64_t outh = sg::upfirdn2d_out_size(x.size(2), upy, downy, pady0, pady1, fh);
+    int64_t outw = sg::upfirdn2d_out_size(x.size(3), upx, downx, padx0, padx1, fw);
+    TORCH_CHECK(outh >= 1 && outw >= 1, "upfirdn2d: output would be empty: input ", x.sizes(),
+                " with up=(", upx, ", ", upy, "), down=(", downx, ", ", downy, "), pad x=(", padx0, ", ", padx1,
+                ") y=(", pady0, ", ", pady1, ") and a ", fh, "x", fw, " filter gives ", outh, "x", outw);
+
+    auto format = x.suggest_memory_format();
+    torch::Tensor y = torch::empty({x.size(0), x.size(1), outh, outw}, x.options().memory_format(format));
+    if (y.numel() == 0) return y;
+
+    sg::Upfirdn2dParams p;
+    p.x = x.data_ptr();
+    p.f = f.data_ptr();
+    p.y = y.data_ptr();
+    p.n = x.size(0); p.c = x.size(1); p.inh = x.size(2); p.inw = x.size(3);
+    p.outh = outh; p.outw = outw;
+    p.xsn = x.stride(0); p.xsc = x.stride(1); p.xsh = x.stride(2); p.xsw = x.stride(3);
+    p.ysn = y.stride(0); p.ysc = y.stride(1); p.ysh = y.stride(2); p.ysw = y.stride(3);
+    p.upx = (int)upx; p.upy = (int)upy; p.downx = (int)downx; p.downy = (int)downy;
+    p.padx0 = (int)padx0; p.pady0 = (int)pady0;
+    p.fh = fh; p.fw = fw; p.flip = flip; p.gain = gain;
+
+    // Vectorize along whichever of W and C is contiguous in memory.
+    bool along_c = p.xsc == 1 && p.xsw != 1 && p.c > 1;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "upfirdn2d_cpu", [&] {
+        if (along_c)
+            upfirdn2d_pixels<scalar_t>(p);
+        else
+            upfirdn2d_rows<scalar_t>(p);
+    });
+    return y;
+}
+
+int64_t upfirdn2d_out_size(int64_t in_size, int64_t up, int64_t down, int64_t pad0, int64_t pad1,
+                           int64_t taps) {
+    TORCH_CHECK(up >= 1 && down >= 1 && taps >= 1,
+                "upfirdn2d_out_size: up, down and taps must be >= 1, got up=", up, ", down=", down, ", taps=", taps);
+    return sg::upfirdn2d_out_size(in_size, up, down, pad0, pad1, taps);
+}
+
+// ------------------------------------------------------------------------------------------------
+// bias_act
+
+// Elements [i, end) that share bias value b (null arrays mean absent).
+template <typename S, int A, int G>
+void bias_act_run(const sg::BiasActParams& p, int64_t i, int64_t end, S b) {
+    const S* x = static_cast<const S*>(p.x);
+    const S* xr = static_cast<const S*>(p.xref);
+    const S* yr = static_cast<const S*>(p.yref);
+    const S* dy = static_cast<const S*>(p.dy);
+    S* y = static_cast<S*>(p.y);
+    const S alpha = (S)p.alpha, gain = (S)p.gain, clamp = (S)p.clamp;
+    if (!xr && !yr && !dy) {  // the forward pass: a loop the compiler can vectorize
+        for (int64_t k = i; k < end; k++)
+            y[k] = sg::bias_act_elem<S, A, G>(x[k], b, (S)0, (S)0, (S)1, alpha, gain, clamp);
+        return;
+    }
+    for (int64_t k = i; k < end; k++)
+        y[k] = sg::bias_act_elem<S, A, G>(x[k], b, xr ? xr[k] : (S)0, yr ? yr[k] : (S)0,
+                                          dy ? dy[k] : (S)1, alpha, gain, clamp);
+}
+
+// Elements [i, end) whose bias index runs c, c+1, ... (the bias dim is the innermost one).
+template <typename S, int A, int G>
+void bias_act_run_vec(const sg::BiasActParams& p, int64_t i, int64_t end, const S* b) {
+    const S* x = static_cast<const S*>(p.x);
+    const S* xr = static_cast<const S*>(p.xref);
+    const S* yr = static_cast<const S*>(p.yref);
+    const S* dy = static_cast<const S*>(p.dy);
+    S* y = static_cast<S*>(p.y);
+    const S alpha = (S)p.alpha, gain = (S)p.gain, clamp = (S)p.clamp;
+    for (int64_t k = i; k < end; k++)
+        y[k] = sg::bias_act_elem<S, A, G>(x[k], b[k - i], xr ? xr[k] : (S)0, yr ? yr[k] : (S)0,
+                                          dy ? dy[k] : (S)1, alpha, gain, clamp);
+}
+
+template <typename S, int A, int G>
+void bias_act_loop(const sg::BiasActParams& p) {
+    const S* b = static_cast<const S*>(p.b);
+    at::parallel_for(0, p.numel, 32768, [&](int64_t begin, int64_t end) {
+        if (!b) {
+            bias_act_run<S, A, G>(p, begin, end, (S)0);
+            return;
+        }
+        for (int64_t i = begin; i < end;) {
+            int64_t c = sg::bias_act_bias_index(i, p.step_b, p.size_b);
+            if (p.step_b == 1) {  // channels innermost: one pass over consecutive channels
+                int64_t stop = std::min(end, i + (p.size_b - c));
+                bias_act_run_vec<S, A, G>(p, i, stop, b + c);
+                i = stop;
+            } else {  // one channel over a run of step_b elements
+                int64_t stop = std::min(end, (i / p.step_b + 1) * p.step_b);
+                bias_act_run<S, A, G>(p, i, stop, b[c]);
+                i = stop;
+            }
+        }
+    });
+}
+
+template <typename S, int A>
+void bias_act_grad(const sg::BiasActParams& p) {
+    if (p.grad == 0) bias_act_loop<S, A, 0>(p);
+    else if (p.grad == 1) bias_act_loop<S, A, 1>(p);
+    else bias_act_loop<S, A, 2>(p);
+}
+
+template <typename S>
+void bias_act_act(const sg::BiasActParams& p) {
+    switch (p.act) {
+        case 1: bias_act_grad<S, 1>(p); break;
+        case 2: bias_act_grad<S, 2>(p); break;
+        case 3: bias_act_grad<S, 3>(p); break;
+        case 4: bias_act_grad<S, 4>(p); break;
+        case 5: bias_act_grad<S, 5>(p); break;
+        case 6: bias_act_grad<S, 6>(p); break;
+        case 7: bias_act_grad<S, 7>(p); break;
+        case 8: bias_act_grad<S, 8>(p); break;
+        default: bias_act_grad<S, 9>(p); break;
+    }
+}
+
+// An optional same-shape operand in x's memory layout (a copy only when its strides differ).
+torch::Tensor like_x(const torch::Tensor& t, const torch::Tensor& x, const char* name) {
+    if (t.numel() == 0) return t;
+    TORCH_CHECK(t.sizes() == x.sizes(), "bias_act: ", name, " must have the shape of x ", x.sizes(),
+                ", got ", t.sizes());
+    TORCH_CHECK(t.scalar_type() == x.scalar_type(), "bias_act: ", name, " must have the dtype of x (",
+                x.scalar_type(), "), got ", t.scalar_type());
+    TORCH_CHECK(t.device() == x.device(), "bias_act: ", name, " is on ", t.device(), ", x on ", x.device());
+    if (t.strides() == x.strides()) return t;
+    return torch::empty_like(x).copy_(t);
+}
+
+torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, torch::Tensor yref,
+                       torch::Tensor dy, int64_t grad, int64_t dim, int64_t act, double alpha,
+                       double gain, double clamp) {
+    TORCH_CHECK(x.device().is_cpu(), "bias_act (cpu plugin): x must be a CPU tensor, got ", x.device());
+    TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+                "bias_act (cpu plugin): x must be float32 or float64, got ", x.scalar_type());
+    TORCH_CHECK(grad >= 0 && grad <= 2, "bias_act: grad must be 0, 1 or 2, got ", grad);
+    TORCH_CHECK(act >= 1 && act <= 9, "bias_act: act must be a code in 1..9, got ", act);
+    if (!x.is_non_overlapping_and_dense()) x = x.contiguous();
+    if (b.numel() > 0) {
+        TORCH_CHECK(dim >= 0 && dim < x.dim(), "bias_act: dim ", dim, " is out of range for x of shape ", x.sizes());
+        TORCH_CHECK(b.dim() == 1 && b.size(0) == x.size(dim), "bias_act: b must be 1-D of size x.size(", dim,
+                    ") = ", x.size(dim), ", got shape ", b.sizes());
+        TORCH_CHECK(b.scalar_type() == x.scalar_type(), "bias_act: b must have the dtype of x (",
+                    x.scalar_type(), "), got ", b.scalar_type());
+        TORCH_CHECK(b.device() == x.device(), "bias_act: b is on ", b.device(), ", x on ", x.device());
+        b = b.contiguous();
+    }
+    xref = like_x(xref, x, "xref");
+    yref = like_x(yref, x, "yref");
+    dy = like_x(dy, x, "dy");
+
+    torch::Tensor y = torch::empty_like(x);
+    if (x.numel() == 0) return y;
+    sg::BiasActParams p;
+    p.x = x.data_ptr();
+    p.b = b.numel() ? b.data_ptr() : nullptr;
+    p.xref = xref.numel() ? xref.data_ptr() : nullptr;
+    p.yref = yref.numel() ? yref.data_ptr() : nullptr;
+    p.dy = dy.numel() ? dy.data_ptr() : nullptr;
+    p.y = y.data_ptr();
+    p.numel = x.numel();
+    p.step_b = b.numel() ? x.stride(dim) : 1;
+    p.size_b = b.numel() ? x.size(dim) : 1;
+    p.grad = (int)grad; p.act = (int)act;
+    p.alpha = alpha; p.gain = gain; p.clamp = clamp;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "bias_act_cpu", [&] { bias_act_act<scalar_t>(p); });
+    return y;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+    m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample (NCHW)");
+    m.def("upfirdn2d_out_size", &upfirdn2d_out_size, "output length of upfirdn2d along one axis");
+    m.def("bias_act", &bias_act, "bias + activation + gain + clamp, or its derivatives");
+}
