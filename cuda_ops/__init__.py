@@ -131,14 +131,10 @@ def check_toolchain(kind: str) -> None:
     if kind != "cuda":
         return
     if torch.version.cuda is None:
-        raise PluginUnavailable(
-            f"torch {torch.__version__} is a CPU-only build; a CUDA build of torch is needed"
-        )
+        raise PluginUnavailable(f"torch {torch.__version__} is a CPU-only build; a CUDA build of torch is needed")
     home = find_cuda_home()
     if home is None:
-        raise PluginUnavailable(
-            "no CUDA toolkit found (nvcc): set CUDA_HOME to a directory with bin/nvcc"
-        )
+        raise PluginUnavailable("no CUDA toolkit found (nvcc): set CUDA_HOME to a directory with bin/nvcc")
     version = nvcc_version(home)
     if version is None:
         raise PluginUnavailable(f"{home}/bin/nvcc does not report its version")

@@ -205,6 +205,7 @@ VARIANTS = {
     "clamp_gain": dict(clamp=1.3, gain=2.0, alpha=0.1),
 }
 
+
 def variant_params():
     for act, variant in itertools.product(ACTS, VARIANTS):
         yield pytest.param(act, variant, id=f"{act}-{variant}")
@@ -355,3 +356,13 @@ class TestCudaParity:
 
         assert torch.autograd.gradcheck(fn, (x, b), **GRADCHECK)
         assert torch.autograd.gradgradcheck(fn, (x, b), **GRADCHECK)
+
+
+def test_autograd_works_after_inference_mode(impl):
+    # Regression: state created under torch.inference_mode (sampling) must not leak into training.
+    x = torch.randn([2, 3, 4, 4])
+    with torch.inference_mode():
+        bias_act(x, torch.zeros(3), act="lrelu", impl=impl)
+    xg = x.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(bias_act(xg, torch.zeros(3), act="lrelu", impl=impl).sum(), [xg])
+    assert torch.isfinite(g).all()

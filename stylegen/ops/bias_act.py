@@ -95,14 +95,10 @@ def _dense(t: torch.Tensor) -> tuple[torch.Tensor, torch.memory_format]:
     return t.contiguous(memory_format=fmt), fmt
 
 
-_EMPTY: dict[tuple, torch.Tensor] = {}
-
-
 def _null(like: torch.Tensor) -> torch.Tensor:
-    key = (like.dtype, like.device)
-    if key not in _EMPTY:
-        _EMPTY[key] = torch.empty([0], dtype=like.dtype, device=like.device)
-    return _EMPTY[key]
+    """The plugins' 'absent tensor'. Not cached: one made under inference_mode could not be
+    saved for backward later."""
+    return torch.empty([0], dtype=like.dtype, device=like.device)
 
 
 def _sum_except(t: torch.Tensor, dim: int) -> torch.Tensor:

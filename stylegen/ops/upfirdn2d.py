@@ -5,7 +5,8 @@ Same semantics as NVIDIA's `torch_utils/ops/upfirdn2d.py`, so their networks giv
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 import torch.nn.functional as F
@@ -50,7 +51,7 @@ def out_size(in_size: int, up: int, down: int, pad0: int, pad1: int, taps: int) 
 
 
 def setup_filter(
-    f, device=torch.device("cpu"), normalize=True, flip_filter=False, gain=1, separable=None
+    f, device="cpu", normalize=True, flip_filter=False, gain=1, separable=None
 ) -> torch.Tensor:
     """Make a float32 FIR filter tensor from a list/array/tensor of taps.
 
