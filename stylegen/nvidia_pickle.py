@@ -1,0 +1,276 @@
+"""Reading NVIDIA's StyleGAN2(-ADA) network pickles without running any code from them.
+
+A restricted unpickler allows only the globals listed in `compat/FORMAT.md`; each persistent
+network object becomes a plain `Record(class_name, state)`, and `module_src` is never looked at.
+Our Generator is then rebuilt from the top record's `_init_kwargs` and the collected tensors.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import pickle
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from stylegen.discriminator import Discriminator, DiscriminatorConfig
+from stylegen.generator import Generator, GeneratorConfig
+
+
+class Record(NamedTuple):
+    """A network object of the pickle, as data: its class name and its `__dict__`."""
+
+    class_name: str
+    state: dict
+
+
+class RefusedGlobal(pickle.UnpicklingError):
+    """The pickle references a global that is not on the allow-list."""
+
+
+def _reconstruct_persistent_obj(meta: dict) -> Record:
+    # Replaces torch_utils.persistence._reconstruct_persistent_obj: module_src is ignored.
+    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
+        raise pickle.UnpicklingError("malformed persistent object (expected type 'class' with a state dict)")
+    return Record(str(meta.get("class_name")), meta["state"])
+
+
+def _load_from_bytes(b: bytes):
+    # Replaces torch.storage._load_from_bytes: the payload is a torch.save byte string.
+    return torch.load(io.BytesIO(b), weights_only=True)
+
+
+class EasyDict(dict):
+    """Stands in for dnnlib.util.EasyDict: a plain dict (pickle rebuilds it with NEWOBJ + items)."""
+
+
+_np_core = getattr(np, "_core", None) or np.core
+_NUMPY = {
+    "_reconstruct": _np_core.multiarray._reconstruct,
+    "scalar": _np_core.multiarray.scalar,
+}
+_STORAGES = [
+    "FloatStorage",
+    "DoubleStorage",
+    "HalfStorage",
+    "BFloat16Storage",
+    "LongStorage",
+    "IntStorage",
+    "ShortStorage",
+    "CharStorage",
+    "ByteStorage",
+    "BoolStorage",
+    "UntypedStorage",
+]
+
+ALLOWED: dict[tuple[str, str], Any] = {
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+    ("dnnlib.util", "EasyDict"): EasyDict,
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
+    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
+    ("torch.storage", "_load_from_bytes"): _load_from_bytes,
+    ("numpy", "dtype"): np.dtype,
+    ("numpy", "ndarray"): np.ndarray,
+    ("builtins", "set"): set,
+    ("builtins", "frozenset"): frozenset,
+    ("builtins", "slice"): slice,
+    ("builtins", "complex"): complex,
+    ("builtins", "bytearray"): bytearray,
+}
+for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
+    for _name, _fn in _NUMPY.items():
+        ALLOWED[(_mod, _name)] = _fn
+for _name in _STORAGES:
+    ALLOWED[("torch", _name)] = getattr(torch, _name)
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """pickle.Unpickler that resolves only ALLOWED globals and refuses everything else."""
+
+    def find_class(self, module: str, name: str):
+        fn = ALLOWED.get((module, name))
+        if fn is None:
+            raise RefusedGlobal(f"refused global '{module}.{name}' (not a network pickle global)")
+        return fn
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError(f"tensor data stored outside the pickle (persistent id {str(pid)[:80]})")
+
+
+def read_records(f) -> Any:
+    """Unpickle an NVIDIA network pickle from a binary file object into plain data + Records."""
+    return RestrictedUnpickler(f).load()
+
+
+# ---------------------------------------------------------------------------------------------
+# Rebuilding our Generator from a Generator record.
+
+SUPPORTED_CLASSES = {
+    "Generator",
+    "MappingNetwork",
+    "SynthesisNetwork",
+    "SynthesisBlock",
+    "SynthesisLayer",
+    "ToRGBLayer",
+    "FullyConnectedLayer",
+    "Discriminator",
+    "DiscriminatorBlock",
+    "DiscriminatorEpilogue",
+    "Conv2dLayer",
+    "MinibatchStdLayer",
+}
+_POSITIONAL = ("z_dim", "c_dim", "w_dim", "img_resolution", "img_channels")
+_MAPPING_KEYS = {"num_layers", "lr_multiplier", "w_avg_beta", "embed_features", "layer_features", "activation"}
+_SYNTHESIS_KEYS = {
+    "channel_base", "channel_max", "num_fp16_res", "conv_clamp", "architecture", "resample_filter",
+    "fp16_channels_last", "use_noise", "kernel_size", "activation", "fused_modconv_default",
+}  # fmt: skip
+
+
+def config_from_record(rec: Record) -> GeneratorConfig:
+    """GeneratorConfig from a Generator record's constructor arguments; ValueError if unsupported."""
+    kwargs = dict(rec.state.get("_init_kwargs") or {})
+    kwargs.update(zip(_POSITIONAL, rec.state.get("_init_args") or ()))
+    mapping = dict(kwargs.pop("mapping_kwargs", None) or {})
+    synthesis = dict(kwargs.pop("synthesis_kwargs", None) or {})
+    top = {k: kwargs.pop(k) for k in _POSITIONAL if k in kwargs}
+    synthesis.update(kwargs)  # stylegan3's networks_stylegan2 takes synthesis kwargs at top level
+    missing = [k for k in _POSITIONAL if k not in top]
+    if missing:
+        raise ValueError(f"Generator _init_kwargs lack {', '.join(missing)}")
+    _check_options(mapping, _MAPPING_KEYS, "mapping_kwargs")
+    _check_options(synthesis, _SYNTHESIS_KEYS, "synthesis_kwargs")
+    w_dim = top["w_dim"]
+    for key, want in (("embed_features", w_dim), ("layer_features", w_dim), ("activation", "lrelu")):
+        if mapping.get(key) not in (None, want):
+            raise ValueError(f"unsupported mapping option {key}={mapping[key]!r} (only {want!r})")
+    for key, want in (("use_noise", True), ("kernel_size", 3), ("activation", "lrelu")):
+        if synthesis.get(key, want) != want:
+            raise ValueError(f"unsupported synthesis option {key}={synthesis[key]!r} (only {want!r})")
+    arch = synthesis.get("architecture", "skip")
+    if arch != "skip":
+        raise ValueError(f"unsupported generator architecture {arch!r} (only 'skip')")
+    conv_clamp = synthesis.get("conv_clamp")
+    return GeneratorConfig(
+        **{k: int(v) for k, v in top.items()},
+        mapping_layers=int(mapping.get("num_layers", 8)),
+        mapping_lr_multiplier=float(mapping.get("lr_multiplier", 0.01)),
+        w_avg_beta=float(mapping.get("w_avg_beta", 0.995)),
+        channel_base=int(synthesis.get("channel_base", 32768)),
+        channel_max=int(synthesis.get("channel_max", 512)),
+        conv_clamp=None if conv_clamp is None else float(conv_clamp),
+        resample_filter=tuple(float(t) for t in synthesis.get("resample_filter", (1, 3, 3, 1))),
+    )
+
+
+def _check_options(opts: dict, known: set, where: str) -> None:
+    unknown = sorted(set(opts) - known)
+    if unknown:
+        raise ValueError(f"unsupported {where} option(s) {', '.join(unknown)}")
+
+
+def collect_state(rec: Record, prefix: str = "", out: dict | None = None, classes: set | None = None) -> dict:
+    """State dict {dotted name: tensor} of a record tree (its `_parameters`, `_buffers`, `_modules`)."""
+    out = {} if out is None else out
+    if classes is not None:
+        classes.add(rec.class_name)
+    transient = rec.state.get("_non_persistent_buffers_set") or ()
+    for kind in ("_parameters", "_buffers"):
+        for name, t in (rec.state.get(kind) or {}).items():
+            if t is None or (kind == "_buffers" and name in transient):
+                continue
+            if not isinstance(t, torch.Tensor):
+                raise TypeError(f"{prefix}{name} is a {type(t).__name__}, not a tensor")
+            out[prefix + name] = t.detach()
+    for name, sub in (rec.state.get("_modules") or {}).items():
+        if sub is None:
+            continue
+        if not isinstance(sub, Record):
+            raise TypeError(f"module {prefix}{name} is a {type(sub).__name__}, not a network object")
+        collect_state(sub, f"{prefix}{name}.", out, classes)
+    return out
+
+
+def _state_of(rec: Record, class_name: str) -> dict:
+    if not isinstance(rec, Record) or rec.class_name != class_name:
+        got = rec.class_name if isinstance(rec, Record) else type(rec).__name__
+        raise ValueError(f"expected a {class_name} network object, got {got}")
+    classes: set = set()
+    state = collect_state(rec, classes=classes)
+    foreign = sorted(classes - SUPPORTED_CLASSES)
+    if foreign:
+        hint = " (a StyleGAN3 generator)" if "SynthesisInput" in foreign else ""
+        raise ValueError(f"unsupported network class(es) {', '.join(foreign)}{hint}")
+    return state
+
+
+def _load_strict(net: torch.nn.Module, state: dict) -> None:
+    """Load state into net; ValueError listing the first mismatched names/shapes."""
+    ours = net.state_dict()
+    problems = [f"missing {k}" for k in ours if k not in state]
+    problems += [f"unexpected {k}" for k in state if k not in ours]
+    problems += [
+        f"{k} has shape {tuple(t.shape)}, expected {tuple(ours[k].shape)}"
+        for k, t in state.items()
+        if k in ours and t.shape != ours[k].shape
+    ]
+    if problems:
+        more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
+        raise ValueError(f"weights do not match the architecture: {', '.join(problems[:4])}{more}")
+    net.load_state_dict(state)
+
+
+def generator_from_record(rec: Record) -> Generator:
+    """Our Generator with the record's weights (strict: every name and shape must match)."""
+    state = _state_of(rec, "Generator")
+    G = Generator(config_from_record(rec))
+    _load_strict(G, state)
+    return G
+
+
+_D_KEYS = {
+    "c_dim",
+    "img_resolution",
+    "img_channels",
+    "architecture",
+    "channel_base",
+    "channel_max",
+    "num_fp16_res",
+    "conv_clamp",
+    "cmap_dim",
+    "block_kwargs",
+    "mapping_kwargs",
+    "epilogue_kwargs",
+}
+
+
+def discriminator_from_record(rec: Record) -> Discriminator:
+    """Our (resnet) Discriminator from NVIDIA's, for fine-tuning; ValueError if unsupported."""
+    state = _state_of(rec, "Discriminator")
+    kw = dict(rec.state.get("_init_kwargs") or {})
+    kw.update(zip(("c_dim", "img_resolution", "img_channels"), rec.state.get("_init_args") or ()))
+    _check_options(kw, _D_KEYS, "Discriminator")
+    if kw.get("architecture", "resnet") != "resnet":
+        raise ValueError(f"unsupported discriminator architecture {kw['architecture']!r} (only 'resnet')")
+    epilogue = dict(kw.get("epilogue_kwargs") or {})
+    cfg = DiscriminatorConfig(
+        c_dim=int(kw["c_dim"]),
+        img_resolution=int(kw["img_resolution"]),
+        img_channels=int(kw["img_channels"]),
+        channel_base=int(kw.get("channel_base", 32768)),
+        channel_max=int(kw.get("channel_max", 512)),
+        conv_clamp=None if kw.get("conv_clamp") is None else float(kw["conv_clamp"]),
+        mbstd_group_size=int(epilogue.get("mbstd_group_size", 4)),
+        mbstd_num_channels=int(epilogue.get("mbstd_num_channels", 1)),
+        mapping_layers=int(dict(kw.get("mapping_kwargs") or {}).get("num_layers", 8)),
+    )
+    if kw.get("cmap_dim") not in (None, cfg.channels(4)):
+        raise ValueError(f"unsupported discriminator cmap_dim {kw['cmap_dim']} (only {cfg.channels(4)})")
+    freeze = int(dict(kw.get("block_kwargs") or {}).get("freeze_layers", 0))
+    D = Discriminator(cfg, freeze_layers=freeze)
+    _load_strict(D, state)
+    return D

@@ -1,0 +1,188 @@
+"""Network snapshots: our format (config dicts + state dicts, `torch.save`) and NVIDIA's pickles.
+
+Loading never runs code from the file: ours are read with `torch.load(weights_only=True)`,
+NVIDIA's with the restricted unpickler of `stylegen.nvidia_pickle`.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from stylegen.discriminator import Discriminator, DiscriminatorConfig
+from stylegen.generator import Generator, GeneratorConfig
+
+FORMAT = "stylegen"
+VERSION = 1
+NETWORKS = ("G", "G_ema", "D")
+
+
+class NetworkLoadError(ValueError):
+    """A network file cannot be loaded; the message is one line naming the file and the problem."""
+
+    def __init__(self, path, problem: str):
+        self.path, self.problem = str(path), " ".join(str(problem).split())
+        super().__init__(f"{self.path}: {self.problem}")
+
+
+def _entry(net: torch.nn.Module) -> dict:
+    config = getattr(net, "config", None)
+    if config is None or not hasattr(config, "to_dict"):
+        raise TypeError(f"save_network: {type(net).__name__} has no .config with to_dict()")
+    state = {k: v.detach().cpu().clone() for k, v in net.state_dict().items()}
+    return {"config": config.to_dict(), "state": state}
+
+
+def save_network(
+    path,
+    G: torch.nn.Module | None = None,
+    G_ema: torch.nn.Module | None = None,
+    D: torch.nn.Module | None = None,
+    training: dict | None = None,
+    extra: dict | None = None,
+) -> None:
+    """Write a snapshot atomically (temp file in the same directory, fsync, rename).
+
+    G / G_ema / D: networks with a `.config` (stored as config dict + state dict). training:
+    optimizer states, counters, RNG states (tensors and plain data only). extra: more plain data
+    stored under 'extra'. The old file at `path`, if any, stays intact if writing fails.
+    """
+    data: dict[str, Any] = {"format": FORMAT, "version": VERSION}
+    for name, net in (("G", G), ("G_ema", G_ema), ("D", D)):
+        if net is not None:
+            data[name] = _entry(net)
+    if training is not None:
+        data["training"] = training
+    if extra is not None:
+        data["extra"] = extra
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(data, f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a snapshot is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _kind(path: Path) -> str:
+    """'zip' (torch.save), 'pickle' (NVIDIA) from the first bytes; NetworkLoadError otherwise."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except FileNotFoundError:
+        raise NetworkLoadError(path, "no such file") from None
+    except OSError as e:
+        raise NetworkLoadError(path, f"cannot read: {e.strerror or e}") from None
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if not head:
+        raise NetworkLoadError(path, "empty file")
+    raise NetworkLoadError(path, "not a network file (neither a torch zip nor a pickle)")
+
+
+def load_snapshot(path) -> dict:
+    """The raw container of one of our snapshots (for resuming training); NetworkLoadError if not."""
+    path = Path(path)
+    if _kind(path) != "zip":
+        raise NetworkLoadError(path, "not a stylegen snapshot (a plain pickle; NVIDIA pickles: use load_network)")
+    if not zipfile.is_zipfile(path):
+        raise NetworkLoadError(path, "truncated or corrupt torch file (its zip directory is missing)")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
+        raise NetworkLoadError(path, f"corrupt or truncated torch file ({_first_line(e)})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise NetworkLoadError(path, f"not a stylegen snapshot (got {_describe(data)})")
+    if data.get("version") != VERSION:
+        raise NetworkLoadError(path, f"snapshot format version {data.get('version')!r} is not supported (need 1)")
+    return data
+
+
+def load_network(path, which: str = "G_ema") -> Generator | Discriminator:
+    """Load one network ('G_ema', 'G' or 'D') of our snapshot or an NVIDIA pickle.
+
+    Returns it in eval mode with requires_grad False, on the CPU. Every failure raises
+    NetworkLoadError with one line naming the file and the problem.
+    """
+    path = Path(path)
+    if which not in NETWORKS:
+        raise NetworkLoadError(path, f"which={which!r} must be one of {', '.join(NETWORKS)}")
+    if _kind(path) == "zip":
+        G = _load_ours(path, which)
+    else:
+        G = _load_nvidia(path, which)
+    G.eval().requires_grad_(False)
+    return G
+
+
+def _load_ours(path: Path, which: str) -> Generator | Discriminator:
+    data = load_snapshot(path)
+    entry = data.get(which)
+    if entry is None:
+        have = [k for k in NETWORKS if k in data]
+        raise NetworkLoadError(path, f"snapshot has no '{which}' network (has: {', '.join(have) or 'none'})")
+    try:
+        if which == "D":
+            net = Discriminator(DiscriminatorConfig.from_dict(entry["config"]))
+        else:
+            net = Generator(GeneratorConfig.from_dict(entry["config"]))
+        net.load_state_dict(entry["state"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise NetworkLoadError(path, f"'{which}' cannot be rebuilt: {_first_line(e)}") from None
+    return net
+
+
+def _load_nvidia(path: Path, which: str) -> Generator | Discriminator:
+    from stylegen import nvidia_pickle
+
+    try:
+        with open(path, "rb") as f:
+            data = nvidia_pickle.read_records(f)
+    except nvidia_pickle.RefusedGlobal as e:
+        raise NetworkLoadError(path, str(e)) from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RuntimeError, AttributeError) as e:
+        raise NetworkLoadError(path, f"corrupt or truncated pickle ({type(e).__name__}: {_first_line(e)})") from None
+    except (IndexError, KeyError, MemoryError, OverflowError) as e:
+        raise NetworkLoadError(path, f"corrupt pickle ({type(e).__name__})") from None
+    if isinstance(data, nvidia_pickle.Record):
+        data = {"G_ema": data}  # a bare network object
+    if not isinstance(data, dict) or not any(isinstance(data.get(k), nvidia_pickle.Record) for k in NETWORKS):
+        raise NetworkLoadError(path, f"not a network pickle (got {_describe(data)})")
+    rec = data.get(which)
+    if not isinstance(rec, nvidia_pickle.Record):
+        have = [k for k in NETWORKS if isinstance(data.get(k), nvidia_pickle.Record)]
+        raise NetworkLoadError(path, f"pickle has no '{which}' network (has: {', '.join(have)})")
+    try:
+        if which == "D":
+            return nvidia_pickle.discriminator_from_record(rec)
+        return nvidia_pickle.generator_from_record(rec)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise NetworkLoadError(path, f"'{which}' cannot be rebuilt: {_first_line(e)}") from None
+
+
+def _first_line(e: BaseException) -> str:
+    """The exception's message on one line, shortened."""
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, dict):
+        return f"a dict with keys {', '.join(map(str, list(obj)[:6]))}" if obj else "an empty dict"
+    return f"a {type(obj).__name__}"
