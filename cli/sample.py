@@ -1,0 +1,156 @@
+"""`stylegen sample`: images for a list of seeds, one `seed%04d.png` each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from stylegen.cli import common
+from stylegen.images import make_grid, save_png, to_numpy_images
+
+
+@click.command("sample", short_help="Generate one PNG per seed.")
+@click.option(
+    "--network",
+    "network",
+    metavar="PKL",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Network snapshot (stylegen .pkl or NVIDIA pickle); default: the bundled model.",
+)
+@click.option("--seeds", type=common.SEEDS, required=True, help="Seeds, e.g. '0-99' or '1,5,7-9'.")
+@click.option(
+    "--trunc",
+    "truncation_psi",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Truncation psi: 1 = none, smaller = closer to the average image.",
+)
+@click.option(
+    "--trunc-cutoff",
+    "truncation_cutoff",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Truncate only the first N ws (default: all).",
+)
+@click.option(
+    "--noise-mode",
+    type=common.NOISE_MODES,
+    default="const",
+    show_default=True,
+    help="Per-pixel noise: the network's fixed noise, fresh random noise, or none.",
+)
+@click.option(
+    "--class",
+    "class_idx",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="K",
+    help="Class label; required for conditional networks.",
+)
+@click.option(
+    "--outdir",
+    type=click.Path(file_okay=False),
+    default="out",
+    show_default=True,
+    help="Directory for the PNGs (created if missing).",
+)
+@click.option(
+    "--grid",
+    is_flag=True,
+    help="Also write grid.png with all images (ceil(sqrt(N)) columns).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Images generated per forward pass.",
+)
+@common.device_option
+@click.option(
+    "--save-ws",
+    is_flag=True,
+    help="Also write ws.npz: the ws of every seed (see docs/cli.md).",
+)
+@common.library_errors
+def sample(
+    network,
+    seeds,
+    truncation_psi,
+    truncation_cutoff,
+    noise_mode,
+    class_idx,
+    outdir,
+    grid,
+    batch,
+    device,
+    save_ws,
+):
+    """Generate one image per seed: OUTDIR/seed0000.png, ...
+
+    z = stylegen.seed_to_z(seed, z_dim) (NVIDIA's RandomState convention), so the same seed
+    gives the same image as NVIDIA's generate.py with --noise-mode const.
+    """
+    import stylegen
+
+    device = common.resolve_device(device)
+    path = common.resolve_network(network, "--network")
+    G = stylegen.load_network(path).to(device).eval()
+    c = common.class_labels(G, class_idx, 1, device)
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    images, all_ws = generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir)
+    if grid:
+        save_png(outdir / "grid.png", make_grid(images))
+    if save_ws:
+        write_ws(
+            outdir / "ws.npz",
+            all_ws,
+            seeds,
+            truncation_psi,
+            truncation_cutoff,
+            class_idx,
+        )
+    click.echo(f"Wrote {len(seeds)} image(s) to {outdir}")
+
+
+def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir):
+    """Run G over the seeds in batches, writing each PNG as soon as it exists.
+
+    Returns (uint8 [H, W, C] images, ws [N, num_ws, w_dim] on the CPU).
+    """
+    import torch
+
+    from stylegen.mixing import ws_from_seeds
+
+    images, all_ws = [], []
+    starts = range(0, len(seeds), batch)
+    show = len(starts) > 1
+    bar = common.progress(len(seeds), f"Generating {len(seeds)} images", show)
+    with torch.inference_mode(), bar:
+        for start in starts:
+            chunk = seeds[start : start + batch]
+            ws = ws_from_seeds(G, chunk, truncation_psi, truncation_cutoff, c)
+            imgs = to_numpy_images(G.synthesis(ws, noise_mode=noise_mode))
+            for seed, im in zip(chunk, imgs):
+                save_png(outdir / f"seed{seed:04d}.png", im)
+            images.extend(imgs)
+            all_ws.append(ws.float().cpu())
+            bar.update(len(chunk))
+    return images, torch.cat(all_ws)
+
+
+def write_ws(path, ws, seeds, truncation_psi, truncation_cutoff, class_idx) -> None:
+    """ws.npz: ws float32 [N, num_ws, w_dim], seeds int64 [N], plus the settings used (-1 = none)."""
+    import numpy as np
+
+    np.savez(
+        path,
+        ws=ws.numpy().astype(np.float32),
+        seeds=np.asarray(seeds, dtype=np.int64),
+        truncation_psi=np.float32(truncation_psi),
+        truncation_cutoff=np.int64(-1 if truncation_cutoff is None else truncation_cutoff),
+        class_idx=np.int64(-1 if class_idx is None else class_idx),
+    )

@@ -1,0 +1,236 @@
+"""Style mixing and layer swapping: which ws and synthesis blocks come from which network.
+
+Style mixing (Karras et al. 2019, "A Style-Based Generator Architecture for GANs", Sec. 3.1 and
+Fig. 3): a destination image keeps its own ws except at the selected levels, where it takes a
+source's. Layer swapping (Pinkney & Adler 2020, "Resolution Dependent GAN Interpolation for
+Controllable Image Synthesis Between Domains"): the synthesis blocks at the selected
+resolutions come from one network, the others from a second network of the same architecture.
+
+Levels are named by resolution, never by the StyleGAN paper's "0-3 / 4-7 / 8-17" numbers (those
+count the older two-ws-per-resolution layout and are off by one here). ws index i drives the
+convolutions at resolution `ws_resolution(i) = 2 ** ((i + 5) // 2)`, except the last one, which
+only drives the final toRGB at `img_resolution`; we count it at `img_resolution`, so selecting
+the top resolution selects every ws that shapes it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from stylegen.generator import ws_resolution
+
+# Level name -> inclusive range of resolutions (None = no upper limit).
+LEVELS: dict[str, tuple[int, int | None]] = {
+    "coarse": (4, 8),
+    "middle": (16, 32),
+    "fine": (64, None),
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The part of a network taken from the source: block resolutions and the ws they use."""
+
+    resolutions: tuple[int, ...]  # synthesis block resolutions, ascending
+    ws_indices: tuple[
+        int, ...
+    ]  # ws indices whose (clamped) resolution is in `resolutions`
+
+    def describe(self) -> str:
+        res = ", ".join(f"{r}x{r}" for r in self.resolutions) or "none"
+        return f"ws {list(self.ws_indices)} (resolutions {res})"
+
+
+def block_resolutions(img_resolution: int) -> list[int]:
+    """[4, 8, ..., img_resolution]: one synthesis block per resolution."""
+    return [2**k for k in range(2, img_resolution.bit_length())]
+
+
+def ws_resolutions(num_ws: int, img_resolution: int) -> list[int]:
+    """Resolution of each ws index; the last (final toRGB only) counts at img_resolution."""
+    return [min(ws_resolution(i), img_resolution) for i in range(num_ws)]
+
+
+def resolve_split(split: str | int, img_resolution: int, num_ws: int) -> Selection:
+    """Resolve `--split` for a network: a resolution RES (everything at <= RES) or a level name.
+
+    Raises ValueError for a RES that is not a power of two in [4, img_resolution], an unknown
+    level name, or a level the network does not have (e.g. 'fine' on a 32x32 network).
+    """
+    blocks = block_resolutions(img_resolution)
+    text = str(split).strip().lower()
+    if text in LEVELS:
+        lo, hi = LEVELS[text]
+        chosen = [r for r in blocks if r >= lo and (hi is None or r <= hi)]
+        if not chosen:
+            span = f"{lo}x{lo}" + (f"-{hi}x{hi}" if hi else " and up")
+            raise ValueError(
+                f"split {text!r} ({span}) does not exist in a {img_resolution}x{img_resolution} network"
+            )
+    elif text.isdigit():
+        res = int(text)
+        if res not in blocks:
+            raise ValueError(
+                f"split {res} must be a power of two from 4 to {img_resolution} "
+                f"(the network's resolution), or one of {', '.join(LEVELS)}"
+            )
+        chosen = [r for r in blocks if r <= res]
+    else:
+        raise ValueError(
+            f"split {split!r} is neither a resolution nor one of {', '.join(LEVELS)}"
+        )
+    res_of = ws_resolutions(num_ws, img_resolution)
+    indices = tuple(i for i in range(num_ws) if res_of[i] in chosen)
+    return Selection(resolutions=tuple(chosen), ws_indices=indices)
+
+
+def complement(selection: Selection, img_resolution: int, num_ws: int) -> Selection:
+    """Everything `selection` leaves to the destination."""
+    res = tuple(
+        r for r in block_resolutions(img_resolution) if r not in selection.resolutions
+    )
+    idx = tuple(i for i in range(num_ws) if i not in selection.ws_indices)
+    return Selection(resolutions=res, ws_indices=idx)
+
+
+def mix_ws(
+    dst_ws: torch.Tensor, src_ws: torch.Tensor, ws_indices: tuple[int, ...] | list[int]
+) -> torch.Tensor:
+    """dst_ws with the ws at `ws_indices` replaced by src_ws's; shapes [N, num_ws, w_dim] (broadcast)."""
+    assert (
+        dst_ws.ndim == 3 and src_ws.ndim == 3 and dst_ws.shape[1:] == src_ws.shape[1:]
+    ), (
+        dst_ws.shape,
+        src_ws.shape,
+    )
+    src_ws, dst_ws = torch.broadcast_tensors(src_ws, dst_ws)
+    ws = dst_ws.clone()
+    idx = list(ws_indices)
+    ws[:, idx] = src_ws[:, idx]
+    return ws
+
+
+# ---------------------------------------------------------------------------------------------
+# Layer swapping
+
+
+def _synthesis_shapes(G: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in G.synthesis.state_dict().items()}
+
+
+def _channels(G: torch.nn.Module) -> dict[int, int]:
+    """Feature channels per block resolution, from the conv1 weights [Cout, Cin, 3, 3]."""
+    return {
+        r: int(getattr(G.synthesis, f"b{r}").conv1.weight.shape[0])
+        for r in block_resolutions(G.img_resolution)
+    }
+
+
+def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> None:
+    """Raise ValueError naming the first field in which two generators differ for layer swapping."""
+    for field in ("img_resolution", "img_channels", "w_dim", "num_ws", "c_dim"):
+        a, b = int(getattr(G_src, field)), int(getattr(G_dst, field))
+        if a != b:
+            raise ValueError(
+                f"networks differ in {field}: SRC {a}, DST {b}; layer swapping needs the same architecture"
+            )
+    ch_src, ch_dst = _channels(G_src), _channels(G_dst)
+    for r in ch_src:
+        if ch_src[r] != ch_dst[r]:
+            raise ValueError(
+                f"networks differ in channels at {r}x{r}: SRC {ch_src[r]}, DST {ch_dst[r]}; "
+                "layer swapping needs the same architecture"
+            )
+    shapes_src, shapes_dst = _synthesis_shapes(G_src), _synthesis_shapes(G_dst)
+    for name in sorted(set(shapes_src) | set(shapes_dst)):
+        a, b = shapes_src.get(name), shapes_dst.get(name)
+        if a != b:
+            raise ValueError(f"networks differ in synthesis.{name}: SRC {a}, DST {b}")
+
+
+def layer_swap(
+    G_src: torch.nn.Module,
+    G_dst: torch.nn.Module,
+    resolutions: tuple[int, ...] | list[int],
+) -> torch.nn.Module:
+    """A new generator: synthesis blocks at `resolutions` from G_src, other blocks from G_dst.
+
+    Mapping, w_avg and config come from G_src. Both inputs are left untouched.
+    """
+    check_same_architecture(G_src, G_dst)
+    G = copy.deepcopy(G_src)
+    for r in block_resolutions(G.img_resolution):
+        if r not in resolutions:
+            getattr(G.synthesis, f"b{r}").load_state_dict(
+                getattr(G_dst.synthesis, f"b{r}").state_dict()
+            )
+    return G
+
+
+# ---------------------------------------------------------------------------------------------
+# Sources and the mixing grid
+
+
+@dataclass
+class StyleSource:
+    """A network and the ws drawn through it: seeds today, projected ws (.npz) later."""
+
+    G: torch.nn.Module
+    ws: torch.Tensor  # [N, num_ws, w_dim], on G's device
+    names: list[str]  # one label per row of ws, e.g. '0007' for seed 7
+
+    def __post_init__(self) -> None:
+        assert self.ws.ndim == 3 and self.ws.shape[1] == self.G.num_ws, self.ws.shape
+        assert len(self.names) == self.ws.shape[0], (len(self.names), self.ws.shape)
+
+
+def ws_from_seeds(
+    G: torch.nn.Module,
+    seeds: list[int],
+    truncation_psi: float = 1,
+    truncation_cutoff: int | None = None,
+    c: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """ws [len(seeds), num_ws, w_dim] of G for the given seeds (z by `stylegen.seed_to_z`).
+
+    `c` is [1, c_dim] or [len(seeds), c_dim] for a conditional network.
+    """
+    from stylegen import seed_to_z
+
+    device = next(G.parameters()).device
+    z = torch.cat(
+        [torch.as_tensor(seed_to_z(s, G.z_dim)).reshape(1, -1) for s in seeds]
+    ).to(device)
+    if c is not None:
+        c = c.expand(len(seeds), -1)
+    return G.mapping(
+        z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
+    )
+
+
+def mixing_generator(
+    src: StyleSource, dst: StyleSource, selection: Selection
+) -> torch.nn.Module:
+    """The generator that renders the mixed cells: SRC's own when both sources share a network."""
+    if src.G is dst.G:
+        return src.G
+    return layer_swap(src.G, dst.G, selection.resolutions)
+
+
+def mix_rows(
+    G_mix: torch.nn.Module,
+    src: StyleSource,
+    dst: StyleSource,
+    selection: Selection,
+    noise_mode: str = "const",
+):
+    """Yield, per destination row j, the cells img [len(src.names), C, R, R]: dst j with src i's
+    ws at `selection.ws_indices`, rendered by G_mix.synthesis."""
+    for j in range(dst.ws.shape[0]):
+        ws = mix_ws(
+            dst.ws[j : j + 1], src.ws, selection.ws_indices
+        )  # [Ns, num_ws, w_dim]
+        yield G_mix.synthesis(ws, noise_mode=noise_mode)
