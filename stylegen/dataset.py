@@ -135,7 +135,9 @@ def load_labels(path: str | os.PathLike, names: list[str]) -> torch.Tensor:
     try:
         labels = dict(json.loads(src.read("dataset.json"))["labels"])
     except (ValueError, KeyError, TypeError) as e:
-        raise DatasetError(f"{path}/dataset.json: not NVIDIA's format {{\"labels\": [[name, label], ...]}} ({e})") from None
+        raise DatasetError(
+            f'{path}/dataset.json: not NVIDIA\'s format {{"labels": [[name, label], ...]}} ({e})'
+        ) from None
     missing = [n for n in names if n not in labels]
     if missing:
         raise DatasetError(f"{path}/dataset.json: no label for {len(missing)} image(s): {_names(missing)}")

@@ -21,7 +21,7 @@ from stylegen.augment import (
     sample_geometry,
 )
 from stylegen.ops import upsample2d
-from tests.tolerances import GRADCHECK
+from tolerances import GRADCHECK
 
 TRANSFORMS = BLIT + GEOM + COLOR
 

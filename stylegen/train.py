@@ -1,0 +1,236 @@
+"""The training loop: `setup`, `train_step`, `maybe_snapshot`, driven by `train`.
+
+Reproducibility: every random draw of a step (latents, labels, noise, style mixing,
+augmentation) comes from the global RNG reseeded per (seed, step, phase, chunk), and the data
+order from per-epoch permutations of the seed. So a resumed run continues exactly, and any
+split of the global batch over processes (torchrun) or rounds (--batch-gpu) computes the same
+chunks; gradients are summed over chunks as fractions of the global batch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from stylegen import distributed
+from stylegen.augment import AdaptiveP
+from stylegen.dataset import DatasetOptions, ImageDataset
+from stylegen.discriminator import Discriminator
+from stylegen.generator import Generator
+from stylegen.losses import LossConfig, StyleGAN2Loss
+from stylegen.train_config import TrainConfig
+from stylegen.train_setup import build_networks, make_augment, make_optimizers, restore
+from stylegen.train_snapshot import SnapshotWriter
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN/Inf; the message names it and the last good snapshot."""
+
+
+@dataclass
+class TrainState:
+    cfg: TrainConfig
+    dist: distributed.Dist
+    dataset: ImageDataset
+    G: Generator
+    G_ema: Generator
+    D: Discriminator
+    G_opt: torch.optim.Optimizer
+    D_opt: torch.optim.Optimizer
+    loss: StyleGAN2Loss
+    augment: torch.nn.Module | None
+    step: int = 0  # minibatches done
+    ada: AdaptiveP | None = None  # the adaptive augmentation controller (--aug ada)
+    _perms: dict = field(default_factory=dict)
+
+    @property
+    def nimg(self) -> int:
+        return self.step * self.cfg.batch_size
+
+    @property
+    def kimg(self) -> float:
+        return self.nimg / 1000
+
+
+def setup(cfg: TrainConfig, dist: distributed.Dist) -> TrainState:
+    """Dataset, networks, optimizers, augmentation; resumed from cfg.resume when given."""
+    torch.manual_seed(cfg.seed)
+    opts = DatasetOptions(resolution=cfg.resolution, resize=cfg.resize, skip_bad=cfg.skip_bad, use_labels=cfg.cond)
+    dataset = ImageDataset(cfg.data, opts, mirror=cfg.mirror)
+    G, D, source = build_networks(cfg, dataset)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False)
+    augment = make_augment(cfg)
+    spec = cfg.spec
+    loss_cfg = LossConfig(r1_gamma=cfg.r1_gamma, pl_weight=spec.pl_weight, style_mixing_prob=spec.style_mixing_prob)
+    G_opt, D_opt = make_optimizers(cfg, G, D)
+    st = TrainState(cfg, dist, dataset, G, G_ema, D, G_opt, D_opt, StyleGAN2Loss(G, D, loss_cfg, augment), augment)
+    if augment is not None and cfg.aug == "ada":
+        st.ada = AdaptiveP(cfg.batch_size, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg, p=cfg.aug_p)
+    if source is not None:
+        restore(st, source)
+    for net in (st.G, st.D, st.G_ema):
+        net.to(dist.device)
+    st.loss.pl_mean = st.loss.pl_mean.to(dist.device)
+    return st
+
+
+def batch_indices(st: TrainState) -> torch.Tensor:
+    """Dataset indices of this step's global batch: epochs are seeded permutations."""
+    n, b = len(st.dataset), st.cfg.batch_size
+    out = []
+    for i in range(st.step * b, (st.step + 1) * b):
+        epoch = i // n
+        if epoch not in st._perms:
+            st._perms = {epoch: torch.randperm(n, generator=torch.Generator().manual_seed(st.cfg.seed * 7919 + epoch))}
+        out.append(st._perms[epoch][i % n])
+    return torch.stack(out)
+
+
+def chunk_seed(seed: int, step: int, phase: int, chunk: int) -> int:
+    return ((seed * 1_000_003 + step) * 64 + phase) * 4096 + chunk
+
+
+def batch_gpu(st: TrainState) -> int:
+    bg = st.cfg.batch_gpu or max(st.cfg.batch_size // st.dist.world, 1)
+    if st.cfg.batch_size % bg:
+        raise ValueError(f"--batch {st.cfg.batch_size} is not a multiple of --batch-gpu {bg}")
+    return bg
+
+
+def _phases(st: TrainState) -> list[tuple[str, str, int]]:
+    """(network, kind, gain) for this step; lazy regularisation multiplies its gain by the interval."""
+    cfg = st.cfg
+    phases = [("G", "main", 1)]
+    if st.loss.cfg.pl_weight > 0 and st.step % cfg.pl_interval == 0:
+        phases.append(("G", "reg", cfg.pl_interval))
+    phases.append(("D", "main", 1))
+    if cfg.r1_gamma > 0 and st.step % cfg.r1_interval == 0:
+        phases.append(("D", "reg", cfg.r1_interval))
+    return phases
+
+
+def _chunk_inputs(st: TrainState, idx: torch.Tensor):
+    dev = st.dist.device
+    items = [st.dataset[int(i)] for i in idx]
+    real = torch.stack([im for im, _ in items]).to(dev).to(torch.float32) / 127.5 - 1
+    real_c = torch.stack([c for _, c in items]).to(dev)
+    z = torch.randn([len(idx), st.G.z_dim], device=dev)
+    gen_c = st.dataset.labels[torch.randint(len(st.dataset.names), [len(idx)])].to(dev)
+    if st.dataset.c_dim == 0:
+        real_c = gen_c = None
+    return real, real_c, z, gen_c
+
+
+def _run_phase(st: TrainState, p: int, net: str, kind: str, gain: int, idx: torch.Tensor) -> dict:
+    """Accumulate one phase's gradients over this process's chunks; return frac-weighted means."""
+    bg, b = batch_gpu(st), st.cfg.batch_size
+    stats: dict[str, torch.Tensor] = {}
+    for k in range(st.dist.rank, b // bg, st.dist.world):
+        torch.manual_seed(chunk_seed(st.cfg.seed, st.step, p, k))
+        real, real_c, z, gen_c = _chunk_inputs(st, idx[k * bg : (k + 1) * bg])
+        g = gain * bg / b
+        if (net, kind) == ("G", "main"):
+            s = st.loss.g_main(z, gen_c, g)
+        elif (net, kind) == ("G", "reg"):
+            s = st.loss.g_reg(z, gen_c, g)
+        elif kind == "main":
+            s = st.loss.d_main(real, real_c, z, gen_c, g)
+        else:
+            s = st.loss.d_reg(real, real_c, g)
+        for key, v in s.items():
+            stats[key] = stats.get(key, 0) + v.float() * (bg / b)
+    return stats
+
+
+def _reduce_grads(module: torch.nn.Module, dist: distributed.Dist) -> None:
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    if dist.world > 1:
+        flat = distributed.all_reduce_sum(torch.cat([p.grad.flatten() for p in params]), dist)
+        for p, g in zip(params, flat.split([p.numel() for p in params])):
+            p.grad.copy_(g.view_as(p))
+    for p in params:
+        torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+
+
+def _check_finite(st: TrainState, stats: dict) -> None:
+    for key, v in stats.items():
+        if v.numel() == 1 and not torch.isfinite(v).all():
+            raise TrainingDiverged(f"{key} is {float(v)} at kimg {st.kimg:.3f} (step {st.step})")
+
+
+def train_step(st: TrainState) -> dict:
+    """One minibatch: G main, G reg (lazily), D main, D reg (lazily), EMA, ADA."""
+    idx = batch_indices(st)
+    step_stats: dict[str, torch.Tensor] = {}
+    for p, (net, kind, gain) in enumerate(_phases(st)):
+        module, opt = (st.G, st.G_opt) if net == "G" else (st.D, st.D_opt)
+        opt.zero_grad(set_to_none=True)
+        module.requires_grad_(True)
+        stats = _run_phase(st, p, net, kind, gain, idx)
+        _reduce_grads(module, st.dist)
+        module.requires_grad_(False)
+        names = sorted(stats)
+        if names:  # a process without chunks contributes zeros
+            flat = distributed.all_reduce_sum(torch.cat([stats[k].reshape(-1) for k in names]), st.dist)
+            stats = dict(zip(names, flat.split([stats[k].numel() for k in names])))
+        _check_finite(st, stats)
+        opt.step()
+        if (net, kind) == ("G", "main") and "w_mean" in stats:
+            w_avg = st.G.mapping.w_avg
+            w_avg.copy_(stats.pop("w_mean").view_as(w_avg).lerp(w_avg, st.G.config.w_avg_beta))
+        if (net, kind) == ("G", "reg"):
+            st.loss.pl_mean.copy_(st.loss.pl_mean.lerp(stats.pop("pl_len_mean").squeeze(), st.loss.cfg.pl_decay))
+        step_stats.update({k: v.squeeze() for k, v in stats.items() if v.numel() == 1})
+    _update_ema(st)
+    _update_ada(st, step_stats)
+    st.step += 1
+    return {k: float(v) for k, v in step_stats.items()}
+
+
+@torch.no_grad()
+def _update_ema(st: TrainState) -> None:
+    """G_ema = lerp(G, G_ema, beta) with the half-life in kimg (ramped up early in training)."""
+    ema_nimg = st.cfg.spec.ema_kimg * 1000
+    if st.cfg.spec.ema_rampup is not None:
+        ema_nimg = min(ema_nimg, (st.nimg + st.cfg.batch_size) * st.cfg.spec.ema_rampup)
+    beta = 0.5 ** (st.cfg.batch_size / max(ema_nimg, 1e-8))
+    for p_ema, p in zip(st.G_ema.parameters(), st.G.parameters()):
+        p_ema.copy_(p.detach().lerp(p_ema, beta))
+    for b_ema, b in zip(st.G_ema.buffers(), st.G.buffers()):
+        b_ema.copy_(b)
+
+
+def _update_ada(st: TrainState, stats: dict) -> None:
+    """ADA: move p so that E[sign(D(real))] approaches the target (Karras et al. 2020a, sec. 3)."""
+    if st.ada is None or "real_sign" not in stats:
+        return
+    b = st.cfg.batch_size
+    st.augment.p.fill_(st.ada.observe(float(stats["real_sign"]) * b, b))
+
+
+def train(cfg: TrainConfig, dist: distributed.Dist | None = None, progress=None) -> TrainState:
+    """Train until cfg.kimg; snapshot every cfg.snap kimg and at the end. Returns the final state."""
+    dist = dist or distributed.init()
+    st = setup(cfg, dist)
+    writer = SnapshotWriter(st)
+    writer.start()
+    total = math.ceil(cfg.kimg * 1000 / cfg.batch_size)
+    t0 = time.time()
+    while st.step < total:
+        try:
+            stats = train_step(st)
+        except TrainingDiverged as e:
+            last = writer.last_snapshot()
+            raise TrainingDiverged(f"{e}; last good snapshot: {last or 'none yet'}") from None
+        writer.accumulate(stats)
+        if progress is not None and dist.main:
+            progress(st, stats, time.time() - t0)
+        writer.maybe_snapshot(force=st.step >= total)
+    return st

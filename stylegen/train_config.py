@@ -1,0 +1,161 @@
+"""Training configuration: one frozen dataclass, presets for 2-core CPUs and the paper's GPU configs."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Network size and recipe of a named configuration."""
+
+    channel_base: int  # generator/discriminator feature maps: min(channel_base // r, channel_max)
+    channel_max: int
+    mapping_layers: int  # generator mapping depth
+    z_dim: int  # latent size (= w_dim)
+    batch: int  # global minibatch
+    gamma: float  # R1 weight
+    lr: float  # Adam learning rate of G and D
+    ema_kimg: float  # G_ema half-life in thousands of images
+    ema_rampup: float | None  # half-life at most this fraction of the images seen so far
+    mbstd_group: int  # minibatch std-dev group size
+    pl_weight: float  # path-length regularisation weight (0 = off)
+    style_mixing_prob: float  # mixing regularisation probability
+    conv_clamp: float | None  # clamp conv outputs (NVIDIA uses 256 with fp16 layers)
+    description: str
+
+
+# CPU presets were chosen by measuring kimg/hour and sample quality on 2 cores (docs/training.md).
+# Paper presets follow NVIDIA's stylegan2-ada-pytorch `--cfg` table.
+PRESETS: dict[str, Preset] = {
+    "cpu32": Preset(
+        2048,
+        128,
+        2,
+        128,
+        16,
+        0.1,
+        0.0025,
+        2.5,
+        0.05,
+        4,
+        0.0,
+        0.0,
+        None,
+        "32x32 on a 2-core CPU: small nets, no path-length reg",
+    ),
+    "cpu64": Preset(
+        4096,
+        256,
+        2,
+        256,
+        16,
+        0.2,
+        0.0025,
+        5.0,
+        0.05,
+        4,
+        0.0,
+        0.0,
+        None,
+        "64x64 on a 2-core CPU: small nets, no path-length reg",
+    ),
+    "paper256": Preset(
+        16384, 512, 8, 512, 64, 1.0, 0.0025, 20.0, None, 8, 2.0, 0.9, 256, "StyleGAN2 paper config for 256x256 (8 GPUs)"
+    ),
+    "paper512": Preset(
+        32768, 512, 8, 512, 64, 0.5, 0.0025, 20.0, None, 8, 2.0, 0.9, 256, "StyleGAN2 paper config for 512x512 (8 GPUs)"
+    ),
+    "paper1024": Preset(
+        32768,
+        512,
+        8,
+        512,
+        32,
+        2.0,
+        0.002,
+        10.0,
+        None,
+        4,
+        2.0,
+        0.9,
+        256,
+        "StyleGAN2 paper config for 1024x1024 (8 GPUs)",
+    ),
+    "stylegan2": Preset(32768, 512, 8, 512, 32, 10.0, 0.002, 10.0, None, 4, 2.0, 0.9, 256, "StyleGAN2 config F"),
+}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    data: str  # folder or zip of images
+    outdir: str  # run directory: snapshots, stats.jsonl, fakes PNGs, config.json
+    preset: str = "cpu32"  # key of PRESETS
+    kimg: float = 100.0  # train until this many thousand real images were shown
+    batch: int | None = None  # global minibatch (default: the preset's)
+    batch_gpu: int | None = None  # images per process per round (default: batch // processes)
+    gamma: float | None = None  # R1 weight (default: the preset's)
+    aug: str = "ada"  # ada | fixed | none
+    aug_p: float = 0.0  # initial (ada) or fixed (fixed) augmentation probability
+    aug_preset: str = "bgc"  # which transforms (stylegen.augment.AUGMENT_PRESETS)
+    ada_target: float = 0.6  # target of E[sign(D(real))]
+    ada_interval: int = 4  # adjust p every this many minibatches
+    ada_kimg: float = 500.0  # p can go 0 -> 1 in this many kimg
+    cond: bool = False  # condition on dataset.json labels
+    mirror: bool = False  # add x-flipped copies of the images
+    resolution: int | None = None  # resize target (default: the images' size)
+    resize: str | None = None  # center-crop | pad | stretch
+    skip_bad: bool = False  # skip unreadable images
+    snap: float = 10.0  # snapshot every this many kimg
+    keep: int = 3  # keep this many newest snapshots (0 = all)
+    resume: str | None = None  # snapshot or NVIDIA pickle to start from, or 'auto'
+    freeze_d: int = 0  # freeze this many discriminator layers (fine-tuning)
+    seed: int = 0  # global seed: weights, latents, data order, augmentation
+    lr: float | None = None  # Adam learning rate (default: the preset's)
+    cbase: int | None = None  # channel_base override (default: the preset's)
+    cmax: int | None = None  # channel_max override
+    map_depth: int | None = None  # generator mapping layers override
+    r1_interval: int = 16  # lazy R1 every this many minibatches
+    pl_interval: int = 4  # lazy path-length regularisation every this many minibatches
+    grid: int = 8  # fakes grid is grid x grid images
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"--cfg {self.preset!r} is not one of {', '.join(PRESETS)}")
+        if self.aug not in ("ada", "fixed", "none"):
+            raise ValueError(f"--aug must be ada, fixed or none; got {self.aug!r}")
+        if self.kimg <= 0 or self.snap <= 0:
+            raise ValueError("--kimg and --snap must be positive")
+        if not 0 <= self.aug_p <= 1:
+            raise ValueError(f"--aug-p must be in [0, 1]; got {self.aug_p}")
+
+    @property
+    def spec(self) -> Preset:
+        """The preset with this run's overrides applied."""
+        spec = PRESETS[self.preset]
+        over = {"channel_base": self.cbase, "channel_max": self.cmax, "mapping_layers": self.map_depth}
+        return dataclasses.replace(spec, **{k: v for k, v in over.items() if v is not None})
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch or self.spec.batch
+
+    @property
+    def r1_gamma(self) -> float:
+        return self.gamma if self.gamma is not None else self.spec.gamma
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr if self.lr is not None else self.spec.lr
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def replace(self, **kw) -> TrainConfig:
+        return dataclasses.replace(self, **kw)

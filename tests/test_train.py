@@ -1,0 +1,288 @@
+"""Training: every loss path, exact resume, crash safety, NaN guard, torchrun parity."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from stylegen import load_network, load_snapshot
+from stylegen.distributed import Dist
+from stylegen.losses import LossConfig, StyleGAN2Loss
+from stylegen.train import TrainingDiverged, setup, train, train_step
+from stylegen.train_config import PRESETS, Preset, TrainConfig
+
+from ops_helpers import plugin_or_skip
+
+TINY = Preset(256, 32, 2, 32, 8, 1.0, 0.002, 0.5, 0.05, 4, 2.0, 0.9, None, "tests: everything on, tiny")
+CPU = Dist(0, 1, torch.device("cpu"))
+
+
+@pytest.fixture(autouse=True)
+def tiny_preset(monkeypatch):
+    monkeypatch.setitem(PRESETS, "tiny", TINY)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """32 RGB 16x16 images of coloured squares on black."""
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.RandomState(0)
+    for i in range(32):
+        a = np.zeros((16, 16, 3), np.uint8)
+        x, y = rng.randint(1, 10, 2)
+        a[y : y + 5, x : x + 5] = rng.randint(60, 255, 3)
+        Image.fromarray(a).save(root / f"{i:02d}.png")
+    return root
+
+
+def _cfg(data_dir, outdir, **kw):
+    base = dict(data=str(data_dir), outdir=str(outdir), preset="tiny", batch=8, aug="none", grid=2, snap=1)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _states_equal(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+@pytest.mark.parametrize("impl", ["ref", "cpu"])
+def test_every_phase_runs_and_changes_weights(data_dir, tmp_path, monkeypatch, impl):
+    """Step 0 runs G main, G path-length, D main, D R1; all losses finite, weights move."""
+    monkeypatch.setenv("STYLEGEN_OPS", impl)
+    if impl == "cpu":
+        plugin_or_skip("cpu")
+    st = setup(_cfg(data_dir, tmp_path, aug="fixed", aug_p=0.5), CPU)
+    g0 = [p.clone() for p in st.G.parameters()]
+    d0 = [p.clone() for p in st.D.parameters()]
+    stats = train_step(st)
+    for key in ("loss_G", "loss_D", "r1_penalty", "pl_penalty"):
+        assert key in stats and np.isfinite(stats[key]), (key, stats)
+    assert float(st.loss.pl_mean) > 0
+    assert any(not torch.equal(a, b) for a, b in zip(g0, st.G.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(d0, st.D.parameters()))
+    assert not torch.equal(st.G.mapping.w_avg, torch.zeros_like(st.G.mapping.w_avg))
+    stats = train_step(st)  # step 1: no lazy regularisers
+    assert "r1_penalty" not in stats and "pl_penalty" not in stats
+
+
+def _param_grads(module):
+    return torch.cat([p.grad.flatten() for p in module.parameters() if p.grad is not None])
+
+
+def test_r1_and_pl_gradients_match_reference(data_dir, tmp_path, monkeypatch):
+    """Second-order gradients through the CPU plugin equal those through the reference ops."""
+    plugin_or_skip("cpu")
+    st = setup(_cfg(data_dir, tmp_path), CPU)
+    real = st.dataset.images[:4].float() / 127.5 - 1
+    z = torch.randn([4, st.G.z_dim])
+    grads = {}
+    for impl in ("ref", "cpu"):
+        monkeypatch.setenv("STYLEGEN_OPS", impl)
+        loss = StyleGAN2Loss(st.G, st.D, LossConfig(r1_gamma=1.0, style_mixing_prob=0))
+        st.D.requires_grad_(True).zero_grad()
+        loss.d_reg(real, None, gain=1.0)
+        st.G.requires_grad_(True).zero_grad()
+        torch.manual_seed(0)
+        loss.g_reg(z, None, gain=1.0)
+        grads[impl] = (_param_grads(st.D), _param_grads(st.G))
+    for a, b in zip(grads["ref"], grads["cpu"]):
+        assert torch.allclose(a, b, rtol=1e-3, atol=1e-5), float((a - b).abs().max())
+
+
+def test_exact_resume(data_dir, tmp_path):
+    """N kimg in one run == N/2, then --resume auto for the rest: identical weights."""
+    a = train(_cfg(data_dir, tmp_path / "a", kimg=0.048), CPU)
+    train(_cfg(data_dir, tmp_path / "b", kimg=0.024), CPU)
+    b = train(_cfg(data_dir, tmp_path / "b", kimg=0.048, resume="auto"), CPU)
+    assert a.step == b.step == 6
+    for name in ("G", "G_ema", "D"):
+        assert _states_equal(getattr(a, name), getattr(b, name)), name
+    assert a.G_opt.state_dict()["state"][0]["exp_avg_sq"].equal(b.G_opt.state_dict()["state"][0]["exp_avg_sq"])
+
+
+def test_run_directory_contents(data_dir, tmp_path):
+    train(_cfg(data_dir, tmp_path, kimg=0.032, snap=0.008, keep=2), CPU)
+    snaps = sorted(tmp_path.glob("network-snapshot-*.pkl"))
+    assert [s.name for s in snaps] == ["network-snapshot-000000.024.pkl", "network-snapshot-000000.032.pkl"]
+    lines = [json.loads(x) for x in (tmp_path / "stats.jsonl").read_text().splitlines()]
+    assert [x["kimg"] for x in lines] == [0.008, 0.016, 0.024, 0.032]
+    assert {"loss_G", "loss_D", "sec_per_kimg", "mem_rss_mb"} <= set(lines[0])
+    assert (tmp_path / "fakes-000000.032.png").is_file() and (tmp_path / "fakes-init.png").is_file()
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["train"]["preset"] == "tiny" and cfg["G"]["img_resolution"] == 16
+    training = load_snapshot(snaps[-1])["training"]
+    assert training["step"] == 4 and "G_opt" in training and "D_opt" in training
+    G = load_network(snaps[-1])
+    assert G(torch.randn([1, G.z_dim])).shape == (1, 3, 16, 16)
+
+
+def test_nan_guard_keeps_last_good_snapshot(data_dir, tmp_path, monkeypatch):
+    train(_cfg(data_dir, tmp_path, kimg=0.016, snap=0.016), CPU)
+    good = tmp_path / "network-snapshot-000000.016.pkl"
+    before = good.read_bytes()
+    original = StyleGAN2Loss.g_main
+
+    def poisoned(self, z, c, gain):
+        stats = original(self, z, c, gain)
+        stats["loss_G"] = stats["loss_G"] * float("nan")
+        return stats
+
+    monkeypatch.setattr(StyleGAN2Loss, "g_main", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"loss_G is nan .*last good snapshot: .*000000\.016\.pkl"):
+        train(_cfg(data_dir, tmp_path, kimg=0.032, snap=0.008, resume="auto"), CPU)
+    assert good.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.glob("network-snapshot-*")) == [good.name]
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, STYLEGEN_OPS=os.environ.get("STYLEGEN_OPS", "ref"))
+    return subprocess.run(
+        [sys.executable, "-m", "stylegen.cli.main", *args], capture_output=True, text=True, env=env, **kw
+    )
+
+
+def test_kill_during_training_never_corrupts_snapshots(data_dir, tmp_path):
+    """SIGKILL at several moments: every snapshot on disk loads, resume continues."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "stylegen.cli.main",
+        "train",
+        "--data",
+        str(data_dir),
+        "--outdir",
+        str(tmp_path),
+        "--cfg",
+        "cpu32",
+        "--cbase",
+        "256",
+        "--cmax",
+        "32",
+        "--map-depth",
+        "2",
+        "--batch",
+        "8",
+        "--aug",
+        "none",
+        "--kimg",
+        "1",
+        "--snap",
+        "0.008",
+        "--keep",
+        "0",
+        "--quiet",
+    ]
+    env = dict(os.environ, STYLEGEN_OPS="ref")
+    # A snapshot every minibatch, so the kills land in and around snapshot writes.
+    for delay in (0.05, 0.3, 0.7):
+        proc = subprocess.Popen(cmd + ["--resume", "auto"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        before = len(list(tmp_path.glob("network-snapshot-*.pkl")))
+        deadline = time.time() + 180
+        while len(list(tmp_path.glob("network-snapshot-*.pkl"))) <= before and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    snaps = sorted(tmp_path.glob("network-snapshot-*.pkl"))
+    assert snaps, "no snapshot was written before the kills"
+    for s in snaps:
+        assert load_snapshot(s)["training"]["step"] > 0
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp") and p.name.startswith("network")]
+
+
+@pytest.mark.parametrize(
+    "setup_files, message",
+    [
+        ({}, "no images found"),
+        ({"a.png": b"not a png"}, "1 unreadable image"),
+        ({"a.png": (8, 8), "b.png": (16, 16)}, "are not 8x8"),
+    ],
+)
+def test_dataset_errors_exit_2_one_line(tmp_path, setup_files, message):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name, content in setup_files.items():
+        if isinstance(content, bytes):
+            (data / name).write_bytes(content)
+        else:
+            Image.new("RGB", content).save(data / name)
+    r = _cli("train", "--data", str(data), "--outdir", str(tmp_path / "run"), "--kimg", "0.01")
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_bad_labels_json_exit_2(tmp_path, data_dir):
+    data = tmp_path / "d"
+    data.mkdir()
+    Image.new("RGB", (8, 8)).save(data / "a.png")
+    (data / "dataset.json").write_text("{oops")
+    r = _cli("train", "--data", str(data), "--outdir", str(tmp_path / "run"), "--cond", "--kimg", "0.01")
+    assert r.returncode == 2 and "dataset.json" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_torchrun_two_processes_equal_one(data_dir, tmp_path):
+    """2 gloo processes x 4 images == 1 process with --batch-gpu 4 (same global batch 8)."""
+    common = [
+        "--data",
+        str(data_dir),
+        "--cfg",
+        "cpu32",
+        "--cbase",
+        "256",
+        "--cmax",
+        "32",
+        "--map-depth",
+        "2",
+        "--batch",
+        "8",
+        "--batch-gpu",
+        "4",
+        "--aug",
+        "none",
+        "--kimg",
+        "0.016",
+        "--snap",
+        "1",
+        "--quiet",
+        "--gamma",
+        "1",
+    ]
+    one = _cli("train", "--outdir", str(tmp_path / "one"), *common, timeout=600)
+    assert one.returncode == 0, one.stderr
+    env = dict(os.environ, STYLEGEN_OPS="ref", OMP_NUM_THREADS="1")
+    two = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            "-m",
+            "stylegen.cli.main",
+            "train",
+            "--outdir",
+            str(tmp_path / "two"),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert two.returncode == 0, two.stderr[-2000:]
+    a = load_snapshot(next((tmp_path / "one").glob("network-snapshot-*.pkl")))
+    b = load_snapshot(next((tmp_path / "two").glob("network-snapshot-*.pkl")))
+    for name in ("G", "G_ema", "D"):
+        for k, v in a[name]["state"].items():
+            assert torch.allclose(v, b[name]["state"][k], rtol=1e-5, atol=1e-6), (name, k)
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["processes"] == 2
