@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -142,10 +143,15 @@ def test_nan_guard_keeps_last_good_snapshot(data_dir, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.glob("network-snapshot-*")) == [good.name]
 
 
+# Child processes run outside the source tree (`python -m` puts the cwd on sys.path, and the
+# tree's stylegen/ is not the installed package).
+RUN_DIR = tempfile.gettempdir()
+
+
 def _cli(*args, **kw):
     env = dict(os.environ, STYLEGEN_OPS=os.environ.get("STYLEGEN_OPS", "ref"))
     return subprocess.run(
-        [sys.executable, "-m", "stylegen.cli.main", *args], capture_output=True, text=True, env=env, **kw
+        [sys.executable, "-m", "stylegen.cli.main", *args], capture_output=True, text=True, env=env, cwd=RUN_DIR, **kw
     )
 
 
@@ -183,10 +189,13 @@ def test_kill_during_training_never_corrupts_snapshots(data_dir, tmp_path):
     env = dict(os.environ, STYLEGEN_OPS="ref")
     # A snapshot every minibatch, so the kills land in and around snapshot writes.
     for delay in (0.05, 0.3, 0.7):
-        proc = subprocess.Popen(cmd + ["--resume", "auto"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            cmd + ["--resume", "auto"], env=env, cwd=RUN_DIR, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         before = len(list(tmp_path.glob("network-snapshot-*.pkl")))
         deadline = time.time() + 180
         while len(list(tmp_path.glob("network-snapshot-*.pkl"))) <= before and time.time() < deadline:
+            assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
             time.sleep(0.02)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
@@ -263,10 +272,9 @@ def test_torchrun_two_processes_equal_one(data_dir, tmp_path):
             sys.executable,
             "-m",
             "torch.distributed.run",
+            "--standalone",
             "--nproc_per_node",
             "2",
-            "--master_port",
-            "29533",
             "-m",
             "stylegen.cli.main",
             "train",
@@ -277,6 +285,7 @@ def test_torchrun_two_processes_equal_one(data_dir, tmp_path):
         capture_output=True,
         text=True,
         env=env,
+        cwd=RUN_DIR,
         timeout=600,
     )
     assert two.returncode == 0, two.stderr[-2000:]
