@@ -295,3 +295,23 @@ def test_torchrun_two_processes_equal_one(data_dir, tmp_path):
         for k, v in a[name]["state"].items():
             assert torch.allclose(v, b[name]["state"][k], rtol=1e-5, atol=1e-6), (name, k)
     assert json.loads((tmp_path / "two" / "config.json").read_text())["processes"] == 2
+
+
+def test_fine_tune_from_nvidia_pickle(compat_dir, tmp_path, capsys):
+    """--resume with NVIDIA's pickle: G, G_ema and D weights (said so), frozen D layers stay put."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = np.random.RandomState(0)
+    for i in range(8):
+        Image.fromarray(rng.randint(0, 255, (32, 32, 3), dtype=np.uint8)).save(data / f"{i}.png")
+    pkl = compat_dir / "official_small.pkl"
+    cfg = _cfg(data, tmp_path / "run", resume=str(pkl), freeze_d=4, batch=4, kimg=0.004, gamma=1.0)
+    st = setup(cfg, CPU)
+    assert "resuming weights only" in capsys.readouterr().err
+    D0 = load_network(pkl, "D").state_dict()
+    assert _states_equal(st.G, load_network(pkl, "G")) and st.step == 0
+    assert st.G.config.channel_base == 2048  # the pickle's architecture, not the preset's
+    train_step(st)
+    D1 = st.D.state_dict()
+    assert torch.equal(D1["b32.fromrgb.weight"], D0["b32.fromrgb.weight"])  # frozen (layer 0)
+    assert not torch.equal(D1["b16.conv0.weight"], D0["b16.conv0.weight"])  # trained
