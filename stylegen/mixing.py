@@ -16,8 +16,11 @@ the top resolution selects every ws that shapes it.
 from __future__ import annotations
 
 import copy
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from stylegen.generator import ws_resolution
@@ -176,7 +179,7 @@ def layer_swap(
 
 @dataclass
 class StyleSource:
-    """A network and the ws drawn through it: seeds today, projected ws (.npz) later."""
+    """A network and the ws drawn through it: from seeds, or read from a ws file (.npz)."""
 
     G: torch.nn.Module
     ws: torch.Tensor  # [N, num_ws, w_dim], on G's device
@@ -234,3 +237,33 @@ def mix_rows(
             dst.ws[j : j + 1], src.ws, selection.ws_indices
         )  # [Ns, num_ws, w_dim]
         yield G_mix.synthesis(ws, noise_mode=noise_mode)
+
+
+def is_ws_file(path) -> bool:
+    """True for a ws file (`sample --save-ws` / `project`): a .npz zip holding `ws.npy`.
+
+    Network snapshots are zips too (torch.save), so the member name decides, not the header.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        return "ws.npy" in zf.namelist()
+
+
+def load_ws_file(path, G: torch.nn.Module) -> StyleSource:
+    """A StyleSource of G from a ws file: its ws [N, num_ws, w_dim] as stored (already truncated
+    when they were sampled with --trunc). Rows are named by seed ('0007'), or '<file stem><row>'
+    for rows without a seed (seed -1, e.g. projected images). ValueError on a shape mismatch."""
+    with np.load(path) as data:
+        ws = np.asarray(data["ws"])
+        seeds = np.asarray(data["seeds"]) if "seeds" in data else np.full([len(ws)], -1)
+    expected = (G.num_ws, G.w_dim)
+    if ws.ndim != 3 or tuple(ws.shape[1:]) != expected or len(ws) == 0:
+        raise ValueError(
+            f"{path}: ws of shape {tuple(ws.shape)} do not fit the network "
+            f"(need [N, num_ws={expected[0]}, w_dim={expected[1]}])"
+        )
+    stem = Path(path).stem
+    names = [f"{int(s):04d}" if s >= 0 else f"{stem}{i}" for i, s in enumerate(seeds)]
+    device = next(G.parameters()).device
+    return StyleSource(G, torch.from_numpy(ws.astype(np.float32)).to(device), names)
