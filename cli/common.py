@@ -9,16 +9,13 @@ code 2 (the group in `main.py` prints Click's own usage errors the same way).
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
-    import numpy as np
     import torch
 
 MAX_SEED = 2**32 - 1  # numpy.random.RandomState accepts seeds in [0, 2**32)

@@ -21,6 +21,7 @@ from stylegen.augment import (
     sample_geometry,
 )
 from stylegen.ops import upsample2d
+
 from tolerances import GRADCHECK
 
 TRANSFORMS = BLIT + GEOM + COLOR

@@ -2,108 +2,22 @@
 
 from __future__ import annotations
 
-import os
 import pickle
-from pathlib import Path
 
+import cli_helpers
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
+from cli_helpers import OFFICIAL, OFFICIAL_REF, REPO, library_images, ok, png, usage_error
 from PIL import Image
 
 import stylegen
-from stylegen import Generator, GeneratorConfig, images, mixing
+from stylegen import images
 from stylegen.cli import common
-from stylegen.cli.main import help_texts, main
+from stylegen.cli.main import help_texts
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OFFICIAL = SHARED / "compat" / "official_small.pkl"
-OFFICIAL_REF = SHARED / "compat" / "official_small_ref.npz"
-
-
-@pytest.fixture(autouse=True)
-def _ref_ops(monkeypatch):
-    # Keep these tests independent of (and fast without) a native plugin build.
-    monkeypatch.setenv("STYLEGEN_OPS", os.environ.get("STYLEGEN_OPS", "ref"))
-
-
-def tiny(seed: int = 0, **kw) -> Generator:
-    cfg = {
-        "z_dim": 16,
-        "w_dim": 16,
-        "c_dim": 0,
-        "img_resolution": 16,
-        "img_channels": 3,
-        "mapping_layers": 2,
-        "channel_base": 256,
-        "channel_max": 32,
-    }
-    cfg.update(kw)
-    torch.manual_seed(seed)
-    G = Generator(GeneratorConfig(**cfg)).eval().requires_grad_(False)
-    with torch.no_grad():  # non-zero noise strengths and w_avg, so noise and truncation matter
-        for name, p in G.named_parameters():
-            if name.endswith("noise_strength"):
-                p.fill_(0.3)
-        G.mapping.w_avg.normal_()
-    return G
-
-
-@pytest.fixture(scope="module")
-def nets(tmp_path_factory):
-    """Paths of tiny snapshots: 'a', 'b' (same architecture), 'wide' (other channels), 'cond', 'gray'."""
-    root = tmp_path_factory.mktemp("nets")
-    paths = {}
-    for name, seed, kw in [
-        ("a", 0, {}),
-        ("b", 1, {}),
-        ("wide", 2, {"channel_max": 16}),
-        ("cond", 3, {"c_dim": 4}),
-        ("gray", 4, {"img_channels": 1}),
-    ]:
-        paths[name] = root / f"{name}.pkl"
-        G = tiny(seed, **kw)
-        stylegen.save_network(
-            paths[name],
-            G=G,
-            G_ema=G,
-            training={"kimg": 12.5, "tick": 3} if name == "a" else None,
-        )
-    return paths
-
-
-def run(*args: object):
-    return CliRunner().invoke(main, [str(a) for a in args], prog_name="stylegen")
-
-
-def ok(*args: object):
-    result = run(*args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def usage_error(*args: object, match: str = ""):
-    """Exit code 2, one `Error:` line, no traceback."""
-    result = run(*args)
-    assert result.exit_code == 2, (result.output, result.exception)
-    assert "Traceback" not in result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    assert match in lines[0], lines[0]
-    return lines[0]
-
-
-def png(path: Path) -> np.ndarray:
-    im = np.asarray(Image.open(path))
-    return im[:, :, None] if im.ndim == 2 else im
-
-
-def library_images(G, seeds, **kw) -> np.ndarray:
-    z = torch.cat([stylegen.seed_to_z(s, G.z_dim) for s in seeds])
-    with torch.inference_mode():
-        return stylegen.to_uint8(G(z, **kw)).numpy()
+_ref_ops = cli_helpers._ref_ops
+nets = cli_helpers.nets
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,169 +314,6 @@ def test_sample_device_cuda_without_gpu(nets, tmp_path):
         tmp_path,
         match="--device",
     )
-
-
-# ---------------------------------------------------------------------------------------------
-# mix
-
-
-def test_mix_one_network(nets, tmp_path):
-    result = ok(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--coarse-seeds",
-        "0-2",
-        "--fine-seeds",
-        "5,6",
-        "--split",
-        8,
-        "--outdir",
-        tmp_path / "cells",
-    )
-    assert "ws [0, 1, 2]" in result.output
-    grid = png(tmp_path / "cells" / "mix.png")
-    assert grid.shape == (3 * 16, 4 * 16, 3)
-    assert (grid[:16, :16] == 255).all()  # blank corner
-    G = stylegen.load_network(nets["a"])
-    ws_src = mixing.ws_from_seeds(G, [0, 1, 2])
-    ws_dst = mixing.ws_from_seeds(G, [5, 6])
-    with torch.inference_mode():
-        tops = stylegen.to_uint8(G.synthesis(ws_src)).numpy()
-        row = stylegen.to_uint8(G.synthesis(mixing.mix_ws(ws_dst[1:2], ws_src, [0, 1, 2]))).numpy()
-    assert np.array_equal(grid[:16, 32:48], tops[1])
-    for i, seed in enumerate([0, 1, 2]):
-        cell = png(tmp_path / "cells" / f"mix-c{seed:04d}-f0006.png")
-        assert np.array_equal(cell, row[i])
-        assert np.array_equal(grid[32:48, 16 * (i + 1) : 16 * (i + 2)], row[i])
-    assert len(list((tmp_path / "cells").glob("mix-c*-f*.png"))) == 6
-
-
-def test_mix_same_file_is_plain_mixing(nets, tmp_path):
-    ok(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--fine",
-        nets["a"],
-        "--out",
-        tmp_path / "same.png",
-        "--split",
-        "middle",
-    )
-    ok(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--out",
-        tmp_path / "default.png",
-        "--split",
-        "middle",
-    )
-    assert np.array_equal(png(tmp_path / "same.png"), png(tmp_path / "default.png"))
-
-
-def test_mix_two_networks_layer_swap(nets, tmp_path):
-    result = ok(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--fine",
-        nets["b"],
-        "--coarse-seeds",
-        "0,1",
-        "--fine-seeds",
-        7,
-        "--split",
-        8,
-        "--outdir",
-        tmp_path,
-        "--save-network",
-        tmp_path / "blend.pkl",
-        "--trunc",
-        0.8,
-    )
-    assert "b4" in result.output and "b16" in result.output
-    G_a, G_b = stylegen.load_network(nets["a"]), stylegen.load_network(nets["b"])
-    G_mix = mixing.layer_swap(G_a, G_b, (4, 8))
-    ws = mixing.mix_ws(
-        mixing.ws_from_seeds(G_b, [7], 0.8),
-        mixing.ws_from_seeds(G_a, [0, 1], 0.8),
-        [0, 1, 2],
-    )
-    with torch.inference_mode():
-        expected = stylegen.to_uint8(G_mix.synthesis(ws)).numpy()
-        loaded = stylegen.load_network(tmp_path / "blend.pkl")
-        reloaded = stylegen.to_uint8(loaded.synthesis(ws)).numpy()
-    assert np.array_equal(png(tmp_path / "mix-c0001-f0007.png"), expected[1])
-    assert np.array_equal(reloaded, expected)
-    # The saved generator samples like any other network.
-    ok(
-        "sample",
-        "--network",
-        tmp_path / "blend.pkl",
-        "--seeds",
-        0,
-        "--outdir",
-        tmp_path / "s",
-    )
-
-
-def test_mix_refuses(nets, tmp_path):
-    out = tmp_path / "m.png"
-    usage_error(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--fine",
-        nets["wide"],
-        "--out",
-        out,
-        match="channels at 4x4: SRC 32, DST 16",
-    )
-    usage_error(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--fine",
-        nets["gray"],
-        "--out",
-        out,
-        match="img_channels: SRC 3, DST 1",
-    )
-    usage_error(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--fine",
-        nets["cond"],
-        "--out",
-        out,
-        match="c_dim",
-    )
-    usage_error("mix", "--coarse", nets["a"], "--split", 12, "--out", out, match="'--split'")
-    usage_error(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--split",
-        32,
-        "--out",
-        out,
-        match="power of two from 4 to 16",
-    )
-    usage_error("mix", "--coarse", nets["a"], "--split", "fine", "--out", out, match="fine")
-    usage_error(
-        "mix",
-        "--coarse",
-        nets["a"],
-        "--coarse-seeds",
-        "3-1",
-        "--out",
-        out,
-        match="'--coarse-seeds'",
-    )
-    assert not out.exists()
 
 
 # ---------------------------------------------------------------------------------------------
