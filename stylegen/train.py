@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from stylegen import distributed
-from stylegen.augment import AdaptiveP
+from stylegen.ada import AdaptiveP
 from stylegen.dataset import DatasetOptions, ImageDataset
 from stylegen.discriminator import Discriminator
 from stylegen.generator import Generator

@@ -9,12 +9,12 @@ import torch
 import torch.nn.functional as F
 
 from stylegen import augment
+from stylegen.ada import AdaptiveP
 from stylegen.augment import (
     AUGMENT_PRESETS,
     BLIT,
     COLOR,
     GEOM,
-    AdaptiveP,
     AugmentConfig,
     AugmentPipe,
     lowpass_filter,
