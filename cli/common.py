@@ -44,9 +44,7 @@ def parse_seeds(text: str) -> list[int]:
         item = item.strip()
         m = _SEED_ITEM.match(item)
         if m is None:
-            what = (
-                "negative seed" if re.match(r"^-\d+", item) else "not a seed or range"
-            )
+            what = "negative seed" if re.match(r"^-\d+", item) else "not a seed or range"
             raise ValueError(
                 f"{item!r}: {what}; expected non-negative integers or ranges A-B, e.g. '0-99' or '1,5,7-9'"
             )
@@ -65,9 +63,7 @@ class SeedList(click.ParamType):
 
     name = "SEEDS"
 
-    def convert(
-        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
-    ) -> list[int]:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
         if isinstance(value, list):
             return value
         try:
@@ -79,6 +75,46 @@ class SeedList(click.ParamType):
 SEEDS = SeedList()
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 NOISE_MODES = click.Choice(["const", "random", "none"])
+
+
+def generation_options(f: Callable) -> Callable:
+    """--trunc, --trunc-cutoff, --noise-mode, --class: how styles and images are drawn."""
+    options = [
+        click.option(
+            "--trunc",
+            "truncation_psi",
+            type=float,
+            default=1.0,
+            show_default=True,
+            help="Truncation psi: 1 = none, smaller = closer to the average image (each network "
+            "towards its own w_avg).",
+        ),
+        click.option(
+            "--trunc-cutoff",
+            "truncation_cutoff",
+            type=click.IntRange(min=0),
+            default=None,
+            help="Truncate only the first N ws (default: all).",
+        ),
+        click.option(
+            "--noise-mode",
+            type=NOISE_MODES,
+            default="const",
+            show_default=True,
+            help="Per-pixel noise: the network's fixed noise, fresh random noise, or none.",
+        ),
+        click.option(
+            "--class",
+            "class_idx",
+            type=click.IntRange(min=0),
+            default=None,
+            metavar="K",
+            help="Class label; required for conditional networks.",
+        ),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
 
 
 def device_option(f: Callable) -> Callable:
@@ -121,9 +157,7 @@ def resolve_network(path: str | None, option: str) -> str:
     raise click.UsageError(f"no default network is bundled yet: pass {option} PKL")
 
 
-def class_labels(
-    G: torch.nn.Module, class_idx: int | None, n: int, device: torch.device
-) -> torch.Tensor | None:
+def class_labels(G: torch.nn.Module, class_idx: int | None, n: int, device: torch.device) -> torch.Tensor | None:
     """One-hot labels [n, c_dim] for a conditional network, None for an unconditional one."""
     import torch
 

@@ -57,36 +57,7 @@ from stylegen.images import make_grid, save_png, to_numpy_images
     help="What SRC gives: everything at resolution <= RES (a power of two), or exactly one "
     "level: coarse = 4-8, middle = 16-32, fine = 64 and up.",
 )
-@click.option(
-    "--trunc",
-    "truncation_psi",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Truncation psi for both networks (each towards its own w_avg).",
-)
-@click.option(
-    "--trunc-cutoff",
-    "truncation_cutoff",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Truncate only the first N ws (default: all).",
-)
-@click.option(
-    "--noise-mode",
-    type=common.NOISE_MODES,
-    default="const",
-    show_default=True,
-    help="Per-pixel noise mode.",
-)
-@click.option(
-    "--class",
-    "class_idx",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="K",
-    help="Class label for conditional networks.",
-)
+@common.generation_options
 @click.option(
     "--out",
     type=click.Path(dir_okay=False),
@@ -160,9 +131,7 @@ def mix(
     )
     G_mix = mixing.mixing_generator(src, dst, selection)
     out = Path(out) if out else Path(outdir or ".") / "mix.png"
-    write_grid(
-        G_mix, src, dst, selection, noise_mode, out, Path(outdir) if outdir else None
-    )
+    write_grid(G_mix, src, dst, selection, noise_mode, out, Path(outdir) if outdir else None)
     click.echo(f"Wrote {out}")
     if save_network:
         stylegen.save_network(save_network, G=G_mix, G_ema=G_mix)
@@ -179,9 +148,7 @@ def report_selection(selection, G, layer_swap: bool) -> None:
         blocks = mixing.block_resolutions(G.img_resolution)
         from_src = [f"b{r}" for r in blocks if r in selection.resolutions]
         from_dst = [f"b{r}" for r in blocks if r not in selection.resolutions]
-        click.echo(
-            f"Layer swapping: blocks {from_src} and the mapping from SRC, blocks {from_dst} from DST"
-        )
+        click.echo(f"Layer swapping: blocks {from_src} and the mapping from SRC, blocks {from_dst} from DST")
 
 
 def check_seed_options(src_file, dst_file) -> None:
@@ -233,9 +200,7 @@ def make_sources(
     return side(G_src, coarse_seeds, src_file), side(G_dst, fine_seeds, dst_file)
 
 
-def write_grid(
-    G_mix, src, dst, selection, noise_mode, out: Path, outdir: Path | None
-) -> None:
+def write_grid(G_mix, src, dst, selection, noise_mode, out: Path, outdir: Path | None) -> None:
     """(1 + Nd) x (1 + Ns) grid: blank corner, sources on top, destinations on the left."""
     import torch
 
@@ -249,9 +214,7 @@ def write_grid(
         tops = to_numpy_images(src.G.synthesis(src.ws, noise_mode=noise_mode))
         lefts = to_numpy_images(dst.G.synthesis(dst.ws, noise_mode=noise_mode))
         cells = [None, *tops]
-        bar = common.progress(
-            n_rows, f"Mixing {n_rows} x {len(src.names)}", show=n_rows > 1
-        )
+        bar = common.progress(n_rows, f"Mixing {n_rows} x {len(src.names)}", show=n_rows > 1)
         with bar:
             rows = mix_rows(G_mix, src, dst, selection, noise_mode)
             for j, row in enumerate(rows):
@@ -259,8 +222,6 @@ def write_grid(
                 cells += [lefts[j], *row]
                 if outdir is not None:
                     for i, im in enumerate(row):
-                        save_png(
-                            outdir / f"mix-c{src.names[i]}-f{dst.names[j]}.png", im
-                        )
+                        save_png(outdir / f"mix-c{src.names[i]}-f{dst.names[j]}.png", im)
                 bar.update(1)
     save_png(out, make_grid(cells, cols=len(src.names) + 1))

@@ -19,36 +19,7 @@ from stylegen.images import make_grid, save_png, to_numpy_images
     help="Network snapshot (stylegen .pkl or NVIDIA pickle); default: the bundled model.",
 )
 @click.option("--seeds", type=common.SEEDS, required=True, help="Seeds, e.g. '0-99' or '1,5,7-9'.")
-@click.option(
-    "--trunc",
-    "truncation_psi",
-    type=float,
-    default=1.0,
-    show_default=True,
-    help="Truncation psi: 1 = none, smaller = closer to the average image.",
-)
-@click.option(
-    "--trunc-cutoff",
-    "truncation_cutoff",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Truncate only the first N ws (default: all).",
-)
-@click.option(
-    "--noise-mode",
-    type=common.NOISE_MODES,
-    default="const",
-    show_default=True,
-    help="Per-pixel noise: the network's fixed noise, fresh random noise, or none.",
-)
-@click.option(
-    "--class",
-    "class_idx",
-    type=click.IntRange(min=0),
-    default=None,
-    metavar="K",
-    help="Class label; required for conditional networks.",
-)
+@common.generation_options
 @click.option(
     "--outdir",
     type=click.Path(file_okay=False),
