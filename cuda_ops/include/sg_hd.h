@@ -1,6 +1,7 @@
 // SG_HD marks the kernel core: plain scalar maths compiled for the host (g++) and, under nvcc,
-// for the device too. Headers in include/ hold no torch or CUDA types, so the same source is the
-// CPU plugin's and the CUDA plugin's arithmetic.
+// for the device too. This header and the *_core.h ones hold no torch or CUDA types, so the same
+// source is the CPU plugin's and the CUDA plugin's arithmetic (driver_common.h, the drivers'
+// shared torch-side code, is the one header here that uses torch; the .cu never includes it).
 #pragma once
 
 #include <math.h>
