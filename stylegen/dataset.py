@@ -11,6 +11,7 @@ import io
 import json
 import os
 import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -184,20 +185,53 @@ class ImageDataset(torch.utils.data.Dataset):
         return img, self.labels[idx % n]
 
 
-def write_zip(dataset: ImageDataset, dest: str | os.PathLike) -> None:
-    """Write the (resized) images and their labels as NVIDIA's dataset zip, atomically."""
+def write_image_zip(
+    images: Iterable[Image.Image],
+    dest: str | os.PathLike,
+    labels: Sequence[int] | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
+) -> int:
+    """Write PIL images as NVIDIA's dataset zip (`00000/img00000000.png`, ...), atomically.
+
+    labels: one class index per image (into dataset.json), or None. extra_files: more members,
+    e.g. `provenance.json`; loaders skip them as they are not images. Every member carries a
+    fixed timestamp, so equal images give a byte-identical zip. Returns the number of images.
+    """
     dest = Path(dest)
     tmp = dest.with_name(dest.name + ".tmp")
-    labels = []
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-        for i, img in enumerate(dataset.images):
-            name = f"{i // 1000:05d}/img{i:08d}.png"
-            arr = img.numpy()
-            pil = Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
-            buf = io.BytesIO()
-            pil.save(buf, format="png", compress_level=6)
-            zf.writestr(name, buf.getvalue())
-            if dataset.c_dim:
-                labels.append([name, int(dataset.labels[i].argmax())])
-        zf.writestr("dataset.json", json.dumps({"labels": labels or None}))
-    os.replace(tmp, dest)
+    pairs = []
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
+            count = 0
+            for i, img in enumerate(images):
+                name = f"{i // 1000:05d}/img{i:08d}.png"
+                buf = io.BytesIO()
+                img.save(buf, format="png", compress_level=6)
+                _write_member(zf, name, buf.getvalue())
+                if labels is not None:
+                    pairs.append([name, int(labels[i])])
+                count += 1
+            _write_member(zf, "dataset.json", json.dumps({"labels": pairs or None}).encode())
+            for name, data in (extra_files or {}).items():
+                _write_member(zf, name, data)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return count
+
+
+def _write_member(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))  # reproducible: no wall clock
+    info.external_attr = 0o644 << 16
+    zf.writestr(info, data)
+
+
+def write_zip(dataset: ImageDataset, dest: str | os.PathLike) -> None:
+    """Write the (resized) images and their labels as NVIDIA's dataset zip, atomically."""
+
+    def to_pil(img: torch.Tensor) -> Image.Image:
+        arr = img.numpy()
+        return Image.fromarray(arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0))
+
+    labels = [int(label.argmax()) for label in dataset.labels] if dataset.c_dim else None
+    write_image_zip((to_pil(img) for img in dataset.images), dest, labels)
