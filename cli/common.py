@@ -77,6 +77,14 @@ DEVICES = click.Choice(["auto", "cpu", "cuda"])
 NOISE_MODES = click.Choice(["const", "random", "none"])
 
 
+network_option = click.option(
+    "--network",
+    metavar="PKL",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Network snapshot (stylegen .pkl or NVIDIA pickle); default: the bundled model.",
+)
+
+
 def generation_options(f: Callable) -> Callable:
     """--trunc, --trunc-cutoff, --noise-mode, --class: how styles and images are drawn."""
     options = [

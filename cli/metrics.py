@@ -19,12 +19,7 @@ def _metric_list() -> str:
 
 
 @click.command("metrics", short_help="FID / KID / precision-recall / PPL of a network, as JSONL.")
-@click.option(
-    "--network",
-    metavar="PKL",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Network snapshot (stylegen .pkl or NVIDIA pickle); default: the bundled model.",
-)
+@common.network_option
 @click.option(
     "--data",
     metavar="PATH",

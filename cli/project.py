@@ -8,12 +8,7 @@ from stylegen.cli import common
 
 
 @click.command("project", short_help="Project an image into the latent space (w or W+).")
-@click.option(
-    "--network",
-    metavar="PKL",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Network snapshot (stylegen .pkl or NVIDIA pickle); default: the bundled model.",
-)
+@common.network_option
 @click.option(
     "--target",
     metavar="IMG",

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
+import cli_helpers
 import pytest
 import torch
+from cli_helpers import tiny
 
-from stylegen import Generator, GeneratorConfig, mixing
+from stylegen import mixing
 
-
-@pytest.fixture(autouse=True)
-def _ref_ops(monkeypatch):
-    # Keep these tests independent of (and fast without) a native plugin build.
-    monkeypatch.setenv("STYLEGEN_OPS", os.environ.get("STYLEGEN_OPS", "ref"))
-
-
-def tiny(seed: int = 0, **kw) -> Generator:
-    cfg = {
-        "z_dim": 16,
-        "w_dim": 16,
-        "c_dim": 0,
-        "img_resolution": 16,
-        "img_channels": 3,
-        "mapping_layers": 2,
-        "channel_base": 256,
-        "channel_max": 32,
-    }
-    cfg.update(kw)
-    torch.manual_seed(seed)
-    return Generator(GeneratorConfig(**cfg)).eval().requires_grad_(False)
+_ref_ops = cli_helpers._ref_ops
 
 
 # ---------------------------------------------------------------------------------------------
