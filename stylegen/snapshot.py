@@ -132,7 +132,11 @@ def load_network(path, which: str = "G_ema") -> Generator | Discriminator:
 
 
 def _load_ours(path: Path, which: str) -> Generator | Discriminator:
-    data = load_snapshot(path)
+    return network_from_snapshot(load_snapshot(path), which, path)
+
+
+def network_from_snapshot(data: dict, which: str, path) -> Generator | Discriminator:
+    """Rebuild one network of an already loaded snapshot container (see `load_snapshot`)."""
     entry = data.get(which)
     if entry is None:
         have = [k for k in NETWORKS if k in data]

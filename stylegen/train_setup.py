@@ -11,7 +11,7 @@ import torch
 from stylegen.dataset import ImageDataset
 from stylegen.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.generator import Generator, GeneratorConfig
-from stylegen.snapshot import NetworkLoadError, load_network, load_snapshot
+from stylegen.snapshot import NetworkLoadError, load_network, load_snapshot, network_from_snapshot
 from stylegen.train_config import TrainConfig
 
 
@@ -41,22 +41,26 @@ def _resume_path(cfg: TrainConfig) -> Path | None:
 
 
 def _load_source(path: Path) -> ResumeSource:
-    G_ema = load_network(path, "G_ema")
-    try:
-        G = load_network(path, "G")
-    except NetworkLoadError:
-        G = G_ema  # a generator-only file: G starts from G_ema
+    """Read the file once: our snapshot (exact resume) or NVIDIA's pickle (weights only)."""
     try:
         snapshot = load_snapshot(path)
     except NetworkLoadError:
         snapshot = None
-        print(
-            f"note: {path} is not a stylegen snapshot: resuming weights only "
-            "(optimizer state, kimg counter and augment p start fresh)",
-            file=sys.stderr,
-        )
+        print(f"note: {path} is not a stylegen snapshot: resuming weights only "
+              "(optimizer state, kimg counter and augment p start fresh)", file=sys.stderr)
+
+    def load(which: str):
+        if snapshot is not None:
+            return network_from_snapshot(snapshot, which, path).eval().requires_grad_(False)
+        return load_network(path, which)
+
+    G_ema = load("G_ema")
     try:
-        D = load_network(path, "D")
+        G = load("G")
+    except NetworkLoadError:
+        G = G_ema  # a generator-only file: G starts from G_ema
+    try:
+        D = load("D")
     except NetworkLoadError as e:
         print(f"note: {e}; the discriminator starts from scratch", file=sys.stderr)
         D = None
