@@ -96,7 +96,12 @@ def run(res: int, impl: str, repeats: int, batch: int) -> dict:
     amort = out["G main"][0] + out["D main"][0] + out["G reg"][0] / 4 + out["D reg"][0] / 16
     # GFLOP/s of the main phases (their FLOPs are countable; the regularisers' are not).
     main_flops = out["G main"][1] + out["D main"][1]
-    return {"phases": out, "full": full, "amortised": amort, "gflops": main_flops / (out["G main"][0] + out["D main"][0])}
+    return {
+        "phases": out,
+        "full": full,
+        "amortised": amort,
+        "gflops": main_flops / (out["G main"][0] + out["D main"][0]),
+    }
 
 
 def table(results: dict, peak: float, batch: int) -> str:

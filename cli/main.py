@@ -43,16 +43,10 @@ class StylegenGroup(click.Group):
         **extra,
     ):
         if not standalone_mode:
-            return super().main(
-                args, prog_name, complete_var, standalone_mode=False, **extra
-            )
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            rv = super().main(
-                args, prog_name, complete_var, standalone_mode=False, **extra
-            )
-        except (
-            _NO_ARGS_IS_HELP
-        ) as e:  # bare `stylegen`: the help text, as Click prints it
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as e:  # bare `stylegen`: the help text, as Click prints it
             click.echo(e.format_message(), err=True)
             sys.exit(e.exit_code)
         except click.UsageError as e:

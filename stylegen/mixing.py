@@ -38,9 +38,7 @@ class Selection:
     """The part of a network taken from the source: block resolutions and the ws they use."""
 
     resolutions: tuple[int, ...]  # synthesis block resolutions, ascending
-    ws_indices: tuple[
-        int, ...
-    ]  # ws indices whose (clamped) resolution is in `resolutions`
+    ws_indices: tuple[int, ...]  # ws indices whose (clamped) resolution is in `resolutions`
 
     def describe(self) -> str:
         res = ", ".join(f"{r}x{r}" for r in self.resolutions) or "none"
@@ -70,9 +68,7 @@ def resolve_split(split: str | int, img_resolution: int, num_ws: int) -> Selecti
         chosen = [r for r in blocks if r >= lo and (hi is None or r <= hi)]
         if not chosen:
             span = f"{lo}x{lo}" + (f"-{hi}x{hi}" if hi else " and up")
-            raise ValueError(
-                f"split {text!r} ({span}) does not exist in a {img_resolution}x{img_resolution} network"
-            )
+            raise ValueError(f"split {text!r} ({span}) does not exist in a {img_resolution}x{img_resolution} network")
     elif text.isdigit():
         res = int(text)
         if res not in blocks:
@@ -82,9 +78,7 @@ def resolve_split(split: str | int, img_resolution: int, num_ws: int) -> Selecti
             )
         chosen = [r for r in blocks if r <= res]
     else:
-        raise ValueError(
-            f"split {split!r} is neither a resolution nor one of {', '.join(LEVELS)}"
-        )
+        raise ValueError(f"split {split!r} is neither a resolution nor one of {', '.join(LEVELS)}")
     res_of = ws_resolutions(num_ws, img_resolution)
     indices = tuple(i for i in range(num_ws) if res_of[i] in chosen)
     return Selection(resolutions=tuple(chosen), ws_indices=indices)
@@ -92,20 +86,14 @@ def resolve_split(split: str | int, img_resolution: int, num_ws: int) -> Selecti
 
 def complement(selection: Selection, img_resolution: int, num_ws: int) -> Selection:
     """Everything `selection` leaves to the destination."""
-    res = tuple(
-        r for r in block_resolutions(img_resolution) if r not in selection.resolutions
-    )
+    res = tuple(r for r in block_resolutions(img_resolution) if r not in selection.resolutions)
     idx = tuple(i for i in range(num_ws) if i not in selection.ws_indices)
     return Selection(resolutions=res, ws_indices=idx)
 
 
-def mix_ws(
-    dst_ws: torch.Tensor, src_ws: torch.Tensor, ws_indices: tuple[int, ...] | list[int]
-) -> torch.Tensor:
+def mix_ws(dst_ws: torch.Tensor, src_ws: torch.Tensor, ws_indices: tuple[int, ...] | list[int]) -> torch.Tensor:
     """dst_ws with the ws at `ws_indices` replaced by src_ws's; shapes [N, num_ws, w_dim] (broadcast)."""
-    assert (
-        dst_ws.ndim == 3 and src_ws.ndim == 3 and dst_ws.shape[1:] == src_ws.shape[1:]
-    ), (
+    assert dst_ws.ndim == 3 and src_ws.ndim == 3 and dst_ws.shape[1:] == src_ws.shape[1:], (
         dst_ws.shape,
         src_ws.shape,
     )
@@ -126,10 +114,7 @@ def _synthesis_shapes(G: torch.nn.Module) -> dict[str, tuple[int, ...]]:
 
 def _channels(G: torch.nn.Module) -> dict[int, int]:
     """Feature channels per block resolution, from the conv1 weights [Cout, Cin, 3, 3]."""
-    return {
-        r: int(getattr(G.synthesis, f"b{r}").conv1.weight.shape[0])
-        for r in block_resolutions(G.img_resolution)
-    }
+    return {r: int(getattr(G.synthesis, f"b{r}").conv1.weight.shape[0]) for r in block_resolutions(G.img_resolution)}
 
 
 def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> None:
@@ -167,9 +152,7 @@ def layer_swap(
     G = copy.deepcopy(G_src)
     for r in block_resolutions(G.img_resolution):
         if r not in resolutions:
-            getattr(G.synthesis, f"b{r}").load_state_dict(
-                getattr(G_dst.synthesis, f"b{r}").state_dict()
-            )
+            getattr(G.synthesis, f"b{r}").load_state_dict(getattr(G_dst.synthesis, f"b{r}").state_dict())
     return G
 
 
@@ -204,19 +187,13 @@ def ws_from_seeds(
     from stylegen import seed_to_z
 
     device = next(G.parameters()).device
-    z = torch.cat(
-        [torch.as_tensor(seed_to_z(s, G.z_dim)).reshape(1, -1) for s in seeds]
-    ).to(device)
+    z = torch.cat([torch.as_tensor(seed_to_z(s, G.z_dim)).reshape(1, -1) for s in seeds]).to(device)
     if c is not None:
         c = c.expand(len(seeds), -1)
-    return G.mapping(
-        z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff
-    )
+    return G.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
 
-def mixing_generator(
-    src: StyleSource, dst: StyleSource, selection: Selection
-) -> torch.nn.Module:
+def mixing_generator(src: StyleSource, dst: StyleSource, selection: Selection) -> torch.nn.Module:
     """The generator that renders the mixed cells: SRC's own when both sources share a network."""
     if src.G is dst.G:
         return src.G
@@ -233,9 +210,7 @@ def mix_rows(
     """Yield, per destination row j, the cells img [len(src.names), C, R, R]: dst j with src i's
     ws at `selection.ws_indices`, rendered by G_mix.synthesis."""
     for j in range(dst.ws.shape[0]):
-        ws = mix_ws(
-            dst.ws[j : j + 1], src.ws, selection.ws_indices
-        )  # [Ns, num_ws, w_dim]
+        ws = mix_ws(dst.ws[j : j + 1], src.ws, selection.ws_indices)  # [Ns, num_ws, w_dim]
         yield G_mix.synthesis(ws, noise_mode=noise_mode)
 
 

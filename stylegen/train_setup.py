@@ -46,8 +46,11 @@ def _load_source(path: Path) -> ResumeSource:
         snapshot = load_snapshot(path)
     except NetworkLoadError:
         snapshot = None
-        print(f"note: {path} is not a stylegen snapshot: resuming weights only "
-              "(optimizer state, kimg counter and augment p start fresh)", file=sys.stderr)
+        print(
+            f"note: {path} is not a stylegen snapshot: resuming weights only "
+            "(optimizer state, kimg counter and augment p start fresh)",
+            file=sys.stderr,
+        )
 
     def load(which: str):
         if snapshot is not None:

@@ -50,9 +50,7 @@ def out_size(in_size: int, up: int, down: int, pad0: int, pad1: int, taps: int) 
     return (in_size * up + pad0 + pad1 - taps) // down + 1
 
 
-def setup_filter(
-    f, device="cpu", normalize=True, flip_filter=False, gain=1, separable=None
-) -> torch.Tensor:
+def setup_filter(f, device="cpu", normalize=True, flip_filter=False, gain=1, separable=None) -> torch.Tensor:
     """Make a float32 FIR filter tensor from a list/array/tensor of taps.
 
     f: 1-D [taps] or 2-D [fh, fw] (None = [1]). normalize: divide by the sum. flip_filter: flip.
