@@ -13,6 +13,7 @@ setup(
     packages=["stylegen", "stylegen.ops", "stylegen.metrics", "stylegen.cuda_ops", "stylegen.cli"],
     package_dir={"stylegen.cuda_ops": "cuda_ops", "stylegen.cli": "cli"},
     package_data={
+        "stylegen": ["models/*.pkl"],  # the bundled networks (docs/models.md)
         "stylegen.cuda_ops": ["include/*.h", "cpu/*.cpp", "cuda/*.cu", "cuda/*.cpp"],
     },
     install_requires=[

@@ -77,11 +77,31 @@ DEVICES = click.Choice(["auto", "cpu", "cuda"])
 NOISE_MODES = click.Choice(["const", "random", "none"])
 
 
+class NetworkRef(click.ParamType):
+    """A network file (or ws file) that exists, or the name of a bundled network ('people').
+
+    Converts to the file's path as a string; errors name the option and the bundled names.
+    """
+
+    name = "PKL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        from stylegen import bundled
+
+        try:
+            return str(bundled.resolve(str(value)))
+        except bundled.BundledNetworkError as e:
+            self.fail(str(e), param, ctx)
+
+
+NETWORK = NetworkRef()
+
 network_option = click.option(
     "--network",
     metavar="PKL",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Network snapshot (stylegen .pkl or NVIDIA pickle); default: the bundled model.",
+    type=NETWORK,
+    help="Network snapshot (stylegen .pkl or NVIDIA pickle) or a bundled name (people, faces); "
+    "default: the bundled 'people'.",
 )
 
 
@@ -152,17 +172,17 @@ def resolve_device(name: str) -> torch.device:
 def resolve_network(path: str | None, option: str) -> str:
     """The network to load: `path`, else the bundled default model, else a usage error.
 
-    The bundled default is looked up through `stylegen.default_network()` (a path) once the
-    library provides it.
+    The bundled default is `stylegen.default_network()`; a broken installation without its
+    model file is a usage error naming the file and `option`.
     """
     if path is not None:
         return path
-    import stylegen
+    from stylegen import bundled
 
-    default = getattr(stylegen, "default_network", None)
-    if default is not None:
-        return str(default())
-    raise click.UsageError(f"no default network is bundled yet: pass {option} PKL")
+    try:
+        return str(bundled.default_network())
+    except bundled.BundledNetworkError as e:
+        raise click.UsageError(f"{e}; or pass {option} PKL") from e
 
 
 def class_labels(G: torch.nn.Module, class_idx: int | None, n: int, device: torch.device) -> torch.Tensor | None:

@@ -12,11 +12,12 @@ from stylegen.cli import common
 
 
 @click.command("info", short_help="Describe a network snapshot.")
-@click.argument("network", metavar="PKL", type=click.Path(exists=True, dir_okay=False))
+@click.argument("network", metavar="PKL", type=common.NETWORK)
 @common.library_errors
 def info(network):
-    """Describe a network snapshot (stylegen .pkl or NVIDIA pickle): format, architecture,
-    parameter counts and training progress. Nothing from the file is executed."""
+    """Describe a network snapshot (stylegen .pkl, NVIDIA pickle, or a bundled name such as
+    'people'): format, architecture, parameter counts, training progress and, for bundled
+    networks, their provenance. Nothing from the file is executed."""
     import stylegen
 
     snapshot = read_snapshot(network)
@@ -29,6 +30,7 @@ def info(network):
         if count is not None:
             rows.append((f"params {which}", count))
     rows += training_rows(network, snapshot)
+    rows += extra_rows(snapshot)
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
@@ -106,3 +108,17 @@ def training_rows(path: str, snapshot: dict | None) -> list[tuple[str, object]]:
     if "kimg" not in scalars and isinstance(scalars.get("cur_nimg"), int):
         scalars["kimg"] = scalars["cur_nimg"] / 1000
     return [(k, v) for k, v in sorted(scalars.items())]
+
+
+def extra_rows(snapshot: dict | None) -> list[tuple[str, object]]:
+    """Plain entries of the snapshot's 'extra' record (a bundled network's provenance)."""
+    extra = snapshot.get("extra") if snapshot is not None else None
+    if not isinstance(extra, dict):
+        return []
+    rows = []
+    for key, value in extra.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if isinstance(v, (int, float, str, bool)))
+        if isinstance(value, (int, float, str, bool)) and value != "":
+            rows.append((key, value))
+    return rows

@@ -16,22 +16,24 @@ from stylegen.images import make_grid, save_png, to_numpy_images
     "--coarse",
     "src_path",
     metavar="SRC",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Source network: its styles (and blocks) at the split levels; or a ws file (.npz of "
-    "`sample --save-ws` / `project`) drawn through --network. Default: --network, else the bundled model.",
+    type=common.NETWORK,
+    help="Source network (file or bundled name): its styles (and blocks) at the split levels; or a ws "
+    "file (.npz of `sample --save-ws` / `project`) drawn through --network. Default: --network, else the "
+    "bundled 'people'.",
 )
 @click.option(
     "--fine",
     "dst_path",
     metavar="DST",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Destination network: everything else; or a ws file (.npz) drawn through --network. "
+    type=common.NETWORK,
+    help="Destination network (file or bundled name): everything else; or a ws file (.npz) drawn through "
+    "--network. "
     "Default: the same network as --coarse.",
 )
 @click.option(
     "--network",
     metavar="PKL",
-    type=click.Path(exists=True, dir_okay=False),
+    type=common.NETWORK,
     default=None,
     help="Network of the ws files given as --coarse/--fine (default: the other side's network).",
 )

@@ -11,13 +11,7 @@ from stylegen.images import make_grid, save_png, to_numpy_images
 
 
 @click.command("sample", short_help="Generate one PNG per seed.")
-@click.option(
-    "--network",
-    "network",
-    metavar="PKL",
-    type=click.Path(exists=True, dir_okay=False),
-    help="Network snapshot (stylegen .pkl or NVIDIA pickle); default: the bundled model.",
-)
+@common.network_option
 @click.option("--seeds", type=common.SEEDS, required=True, help="Seeds, e.g. '0-99' or '1,5,7-9'.")
 @common.generation_options
 @click.option(

@@ -72,6 +72,13 @@ def _progress_line(total_kimg: float):
 )
 @click.option("--aug-p", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="Initial/fixed augment p.")
 @click.option("--target", "ada_target", type=click.FloatRange(0, 1), default=0.6, show_default=True, help="ADA target.")
+@click.option(
+    "--ada-kimg",
+    type=click.FloatRange(min=0, min_open=True),
+    default=500,
+    show_default=True,
+    help="ADA speed: p can go 0 -> 1 in this many kimg (lower for short runs).",
+)
 @click.option("--cond", is_flag=True, help="Condition on the labels in the dataset's dataset.json.")
 @click.option("--mirror", is_flag=True, help="Add x-flipped copies of the images.")
 @click.option("--resize", type=click.Choice(RESIZE_MODES), help="Make wrongly-sized images square at --res.")

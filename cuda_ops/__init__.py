@@ -119,9 +119,25 @@ def nvcc_version(cuda_home: Path) -> str | None:
     return m.group(1) if m else None
 
 
+def _cpp_extension() -> ModuleType:
+    """torch.utils.cpp_extension, imported without its import-time warning "No CUDA runtime is
+    found, using CUDA_HOME=..." on GPU-less machines (we find CUDA_HOME ourselves, and a CPU
+    user of `stylegen sample` should not see it)."""
+    import logging
+
+    logger = logging.getLogger("torch.utils.cpp_extension")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        logger.setLevel(level)
+    return cpp_extension
+
+
 def check_toolchain(kind: str) -> None:
     """Raise PluginUnavailable naming the missing tool; return when a build can be tried."""
-    from torch.utils import cpp_extension
+    cpp_extension = _cpp_extension()
 
     if not cpp_extension.is_ninja_available():
         raise PluginUnavailable("ninja is not installed (pip install ninja)")
@@ -145,7 +161,7 @@ def check_toolchain(kind: str) -> None:
 
 
 def _configure_cuda_env() -> None:
-    from torch.utils import cpp_extension
+    cpp_extension = _cpp_extension()
 
     home = find_cuda_home()
     os.environ.setdefault("CUDA_HOME", str(home))
@@ -156,7 +172,7 @@ def _configure_cuda_env() -> None:
 
 
 def _build(kind: str, verbose: bool) -> ModuleType:
-    from torch.utils import cpp_extension
+    cpp_extension = _cpp_extension()
 
     name = plugin_name(kind)
     build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))

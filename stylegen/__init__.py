@@ -7,6 +7,7 @@ import os
 # set before torch is first imported; users can override it with THP_MEM_ALLOC_ENABLE=0.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
+from stylegen.bundled import default_network
 from stylegen.generator import (
     Generator,
     GeneratorConfig,
@@ -27,6 +28,7 @@ __all__ = [
     "Generator",
     "GeneratorConfig",
     "NetworkLoadError",
+    "default_network",
     "load_network",
     "load_snapshot",
     "save_network",

@@ -1,0 +1,145 @@
+"""The bundled networks: installed with the package, resolved by name, used by default."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import _ref_ops, library_images, ok, png, usage_error  # noqa: F401
+from PIL import Image
+
+import stylegen
+from stylegen import bundled
+
+EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
+
+
+@pytest.fixture(scope="module")
+def people():
+    return stylegen.load_network(stylegen.default_network())
+
+
+def test_every_bundled_network_is_installed_and_loads():
+    # Missing model files would make the main command fail on a fresh install: no skip here.
+    for name in bundled.names():
+        path = bundled.bundled_path(name)
+        assert path.is_file() and path.parent == bundled.MODELS_DIR
+        G = stylegen.load_network(path)
+        assert (G.img_resolution, G.img_channels, G.c_dim) == (64, 3, 0)
+        extra = stylegen.load_snapshot(path)["extra"]
+        assert extra["model"] == name
+        assert "Open Font License" in extra["licence"]
+        assert extra["dataset"]["font_license"] == "OFL-1.1"
+        assert extra["kimg"] > 0 and "stylegen train" in extra["command"]
+        # Shipped lean: only G_ema, no discriminator or optimizer state.
+        assert {"G", "D", "training"}.isdisjoint(stylegen.load_snapshot(path))
+    assert stylegen.default_network() == bundled.bundled_path("people")
+    total = sum(bundled.bundled_path(n).stat().st_size for n in bundled.names())
+    assert total <= 25e6
+
+
+def test_faces_is_fine_tuned_from_people_so_layers_can_be_swapped():
+    from stylegen import mixing
+
+    G_people = stylegen.load_network(bundled.bundled_path("people"))
+    G_faces = stylegen.load_network(bundled.bundled_path("faces"))
+    mixing.check_same_architecture(G_people, G_faces)
+    assert stylegen.load_snapshot(bundled.bundled_path("faces"))["extra"]["parent"] == "people"
+    # Fine-tuned, not copied: the weights differ, yet stay close to the parent's.
+    p = dict(G_people.named_parameters())
+    diffs = [float((q - p[n]).norm() / (p[n].norm() + 1e-8)) for n, q in G_faces.named_parameters()]
+    assert 0 < np.median(diffs) < 1
+
+
+def test_resolve_prefers_an_existing_file_then_a_bundled_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert bundled.resolve("people") == bundled.bundled_path("people")
+    Path("people").write_bytes(b"x")
+    assert bundled.resolve("people") == Path("people")
+    with pytest.raises(bundled.BundledNetworkError, match=r"nosuch\.pkl: no such file, and not a bundled"):
+        bundled.resolve("nosuch.pkl")
+
+
+def test_a_missing_model_file_is_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(bundled, "MODELS_DIR", tmp_path)
+    with pytest.raises(bundled.BundledNetworkError, match="missing from this installation"):
+        stylegen.default_network()
+
+
+def test_sample_without_network_uses_the_bundled_people(tmp_path, people):
+    ok("sample", "--seeds", "0-11", "--outdir", tmp_path, "--grid")
+    images = np.stack([png(tmp_path / f"seed{s:04d}.png") for s in range(12)])
+    assert images.shape == (12, 64, 64, 3)
+    np.testing.assert_allclose(images, library_images(people, range(12), noise_mode="const"), atol=1)
+    flat = images.reshape(12, -1).astype(np.int16)
+    assert all(np.abs(flat[i] - flat[j]).mean() > 5 for i in range(12) for j in range(i))  # all different
+    assert png(tmp_path / "grid.png").shape == (3 * 64, 4 * 64, 3)  # ceil(sqrt(12)) = 4 columns
+
+
+def test_sample_network_by_name_equals_the_file(tmp_path):
+    ok("sample", "--network", "faces", "--seeds", "3", "--outdir", tmp_path / "a")
+    ok("sample", "--network", bundled.bundled_path("faces"), "--seeds", "3", "--outdir", tmp_path / "b")
+    assert np.array_equal(png(tmp_path / "a" / "seed0003.png"), png(tmp_path / "b" / "seed0003.png"))
+
+
+def test_unknown_network_name_is_one_line_naming_the_option_and_the_names(tmp_path):
+    line = usage_error("sample", "--network", "peeple", "--seeds", "0", "--outdir", tmp_path)
+    assert "'--network'" in line and "peeple" in line and "people, faces" in line
+
+
+def test_mix_without_networks_writes_the_figure(tmp_path):
+    out = tmp_path / "mix.png"
+    ok("mix", "--out", out)
+    assert png(out).shape == (6 * 64, 6 * 64, 3)  # 5 sources + 5 destinations + the corner
+
+
+def test_mix_layer_swapping_between_the_bundled_networks(tmp_path):
+    out = tmp_path / "swap.png"
+    result = ok(
+        "mix", "--coarse", "people", "--fine", "faces", "--coarse-seeds", "0-1", "--fine-seeds", "2-3", "--out", out
+    )
+    assert "Layer swapping" in result.output
+    grid = png(out)
+    assert grid.shape == (3 * 64, 3 * 64, 3)
+    cell = grid[64:128, 64:128].astype(np.int16)
+    top, left = grid[:64, 64:128].astype(np.int16), grid[64:128, :64].astype(np.int16)
+    assert np.abs(cell - top).mean() > 1 and np.abs(cell - left).mean() > 1  # a real blend of both
+
+
+def test_info_accepts_a_bundled_name():
+    result = ok("info", "faces")
+    assert "parent" in result.output and "Open Font License" in result.output
+
+
+@pytest.mark.skipif(not EMOJI_FONT.is_file(), reason="needs fonts-noto-color-emoji (CI installs it)")
+def test_people_samples_look_like_the_training_emoji(people, tmp_path):
+    """Behaviour of the trained weights, not just their plumbing: the mean sample matches the
+    mean training image (white background, a centred figure) and samples are as varied as the
+    data; a broken, untrained or collapsed network fails this."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "emoji_dataset.py"
+    data = tmp_path / "people.zip"
+    subprocess.run([sys.executable, str(script), "people", str(data)], check=True, capture_output=True)
+    with zipfile.ZipFile(data) as z:
+        real = np.stack(
+            [np.asarray(Image.open(io.BytesIO(z.read(n))).convert("RGB")) for n in z.namelist() if n.endswith(".png")]
+        ).astype(np.float64)
+        assert json.loads(z.read("provenance.json"))["images"] == len(real)
+    fake = library_images(people, range(256), noise_mode="const").astype(np.float64)
+    corr = np.corrcoef(real.mean(0).ravel(), fake.mean(0).ravel())[0, 1]
+    assert corr > 0.9, corr
+    corners = fake[:, [0, 0, -1, -1], [0, -1, 0, -1]]
+    assert np.median(corners) > 200  # white background like every training image
+    ratio = fake.std(0).mean() / real.std(0).mean()
+    assert 0.6 < ratio < 1.4, ratio
+    random = stylegen.Generator(people.config).eval()
+    with torch.inference_mode():
+        untrained = stylegen.to_uint8(random(torch.randn(64, people.z_dim))).numpy().astype(np.float64)
+    assert np.corrcoef(real.mean(0).ravel(), untrained.mean(0).ravel())[0, 1] < corr
