@@ -55,6 +55,8 @@ class Projection:
     psnr_start: float  # dB, the image at w_avg (step 0) vs the target
     psnr: float  # dB, `image` vs the target
     psnr_stored_noise: float  # dB, `image_stored_noise` vs the target
+    distance_start: float  # perceptual distance of the step-0 image (w_avg) to the target
+    distance: float  # perceptual distance of `image` to the target
     frames: list[np.ndarray] = field(default_factory=list)  # uint8 [R, 2R, C]: target | step image
 
 
@@ -158,7 +160,7 @@ def project(
     w_opt = w_avg.repeat(1, G_opt.num_ws if cfg.w_plus else 1, 1).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([w_opt, *noise_bufs.values()], betas=(0.9, 0.999), lr=cfg.initial_learning_rate)
     frame_every = max(1, cfg.num_steps // max(1, cfg.num_frames))
-    frames, psnr_start = [], None
+    frames, psnr_start, dist_start = [], None, None
     for step in range(cfg.num_steps):
         # Paper App. D: w noise ramps down quadratically, the learning rate up then down.
         t = step / cfg.num_steps
@@ -181,15 +183,23 @@ def project(
                 buf *= buf.square().mean().rsqrt()
         if step == 0 or (keep_frames and step % frame_every == 0):
             current = to_numpy_images(synth)[0]
-            psnr_start = psnr_start if psnr_start is not None else psnr(current, target_np)
+            if psnr_start is None:
+                psnr_start, dist_start = psnr(current, target_np), float(dist.detach().sum())
             if keep_frames:
                 frames.append(make_grid([target_np, current], cols=2))
         if progress is not None:
             progress(step, float(loss.detach()))
-    return _finish(G, G_opt, w_opt, noise_bufs, target_np, psnr_start, frames, keep_frames)
+    with torch.no_grad():
+        final = G_opt.synthesis(w_opt.detach().expand(-1, G_opt.num_ws, -1), noise_mode="const", fused_modconv=True)
+        d = _for_distance(final, cfg)
+        dist_end = float(
+            (distance.distance(embed(d), target_emb) if embed is not None else distance(d, target_img)).sum()
+        )
+    return _finish(G, G_opt, w_opt, noise_bufs, target_np, (psnr_start, dist_start, dist_end), frames, keep_frames)
 
 
-def _finish(G, G_opt, w_opt, noise_bufs, target_np, psnr_start, frames, keep_frames) -> Projection:
+def _finish(G, G_opt, w_opt, noise_bufs, target_np, start_end, frames, keep_frames) -> Projection:
+    psnr_start, dist_start, dist_end = start_end
     ws = w_opt.detach().expand(-1, G.num_ws, -1).contiguous()
     with torch.no_grad():
         image = to_numpy_images(G_opt.synthesis(ws, noise_mode="const", fused_modconv=True))[0]
@@ -204,6 +214,8 @@ def _finish(G, G_opt, w_opt, noise_bufs, target_np, psnr_start, frames, keep_fra
         psnr_start=float("nan") if psnr_start is None else psnr_start,
         psnr=psnr(image, target_np),
         psnr_stored_noise=psnr(stored, target_np),
+        distance_start=float("nan") if dist_start is None else dist_start,
+        distance=dist_end,
         frames=frames,
     )
 

@@ -58,6 +58,7 @@ def test_projection_recovers_a_generated_image(make_generator, w_plus):
     cfg = projector.ProjectConfig(num_steps=150, w_plus=w_plus, w_avg_samples=1000)
     proj = projector.project(G, target, PixelDistance(), cfg)
     assert proj.psnr > proj.psnr_start + 3, (proj.psnr_start, proj.psnr)
+    assert proj.distance < 0.5 * proj.distance_start, (proj.distance_start, proj.distance)
     assert proj.ws.shape == (1, G.num_ws, G.w_dim)
     if not w_plus:
         assert torch.equal(proj.ws, proj.ws[:, :1].expand_as(proj.ws))
