@@ -29,8 +29,9 @@ def info(network):
         count = other_network_params(network, which, snapshot)
         if count is not None:
             rows.append((f"params {which}", count))
-    rows += training_rows(network, snapshot)
-    rows += extra_rows(snapshot)
+    extra = extra_rows(snapshot)
+    rows += training_rows(network, snapshot) if not extra else []
+    rows += extra
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
@@ -120,5 +121,5 @@ def extra_rows(snapshot: dict | None) -> list[tuple[str, object]]:
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items() if isinstance(v, (int, float, str, bool)))
         if isinstance(value, (int, float, str, bool)) and value != "":
-            rows.append((key, value))
+            rows.append((key, common.one_line(value) if isinstance(value, str) else value))
     return rows

@@ -117,6 +117,7 @@ def mix(
     dst_file = dst_path if dst_path is not None and mixing.is_ws_file(dst_path) else None
     check_seed_options(src_file, dst_file)
     src_net, dst_net = mix_networks(src_path, dst_path, network, src_file, dst_file)
+    click.echo(f"SRC network: {src_net}" + (f"\nDST network: {dst_net}" if dst_net != src_net else ""))
     G_src = stylegen.load_network(src_net).to(device).eval()
     G_dst = G_src
     if not os.path.samefile(src_net, dst_net):
@@ -172,6 +173,11 @@ def mix_networks(src_path, dst_path, network, src_file, dst_file) -> tuple[str, 
     uses SRC's network."""
     src_pkl = src_path if src_path is not None and src_file is None else None
     dst_pkl = dst_path if dst_path is not None and dst_file is None else None
+    if network is not None and src_pkl is not None and src_file is None and dst_file is None:
+        raise click.BadParameter(
+            "--network only names the network of ws files or of an omitted --coarse; here --coarse is a network",
+            param_hint="'--network'",
+        )
     ws_net = network or dst_pkl or src_pkl
     if src_file is not None:
         src_net = common.resolve_network(ws_net, "--network")

@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("snapshot", help="training snapshot (network-snapshot-*.pkl) of a run directory")
     ap.add_argument("name", choices=bundled.names(), help="bundled name to write")
     ap.add_argument("--command", required=True, help="the exact training command(s), recorded verbatim")
-    ap.add_argument("--parent", help="bundled name this network was fine-tuned from")
+    ap.add_argument("--parent", choices=bundled.names(), help="bundled name this network was fine-tuned from")
+    ap.add_argument("--data", help="the training zip (default: the path in the run's config.json)")
     ap.add_argument("--models-dir", default=str(bundled.MODELS_DIR), help="where to write (default: the package)")
     args = ap.parse_args(argv)
 
@@ -57,13 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     run_dir = Path(args.snapshot).resolve().parent
     config = json.loads((run_dir / "config.json").read_text())
     training = snap.get("training") or {}
+    if "kimg" not in training:
+        ap.error(f"{args.snapshot} is not a training snapshot (no kimg counter)")
     extra = {
         "model": args.name,
         "description": bundled.BUNDLED[args.name][1],
-        "kimg": float(training.get("kimg", 0.0)),
+        "kimg": float(training["kimg"]),
         "command": args.command,
         "train_options": config["train"],
-        "dataset": dataset_summary(config["train"]["data"]),
+        "dataset": dataset_summary(args.data or config["train"]["data"]),
         "parent": args.parent,
         "licence": WEIGHTS_LICENCE,
     }

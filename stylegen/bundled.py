@@ -49,7 +49,7 @@ def resolve(ref: str) -> Path:
     Raises BundledNetworkError (naming `ref`) for anything else.
     """
     path = Path(ref)
-    if path.is_file():
+    if path.exists() and not path.is_dir():  # files, but also FIFOs such as <(...) or /dev/stdin
         return path
     if ref in BUNDLED:
         return bundled_path(ref)

@@ -7,14 +7,19 @@ import json
 import zipfile
 from pathlib import Path
 
+import cli_helpers
 import numpy as np
 import pytest
 import torch
-from cli_helpers import _ref_ops, library_images, ok, png, usage_error  # noqa: F401
+from cli_helpers import library_images, ok, png, usage_error
 from PIL import Image
 
 import stylegen
 from stylegen import bundled
+
+# Fixtures, bound by name so pytest finds them here.
+_ref_ops = cli_helpers._ref_ops
+nets = cli_helpers.nets
 
 EMOJI_FONT = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 
@@ -28,7 +33,7 @@ def test_every_bundled_network_is_installed_and_loads():
     # Missing model files would make the main command fail on a fresh install: no skip here.
     for name in bundled.names():
         path = bundled.bundled_path(name)
-        assert path.is_file() and path.parent == bundled.MODELS_DIR
+        assert path.is_file() and path.name.endswith(".pkl")
         G = stylegen.load_network(path)
         assert (G.img_resolution, G.img_channels, G.c_dim) == (64, 3, 0)
         extra = stylegen.load_snapshot(path)["extra"]
@@ -81,10 +86,27 @@ def test_sample_without_network_uses_the_bundled_people(tmp_path, people):
     assert png(tmp_path / "grid.png").shape == (3 * 64, 4 * 64, 3)  # ceil(sqrt(12)) = 4 columns
 
 
-def test_sample_network_by_name_equals_the_file(tmp_path):
-    ok("sample", "--network", "faces", "--seeds", "3", "--outdir", tmp_path / "a")
-    ok("sample", "--network", bundled.bundled_path("faces"), "--seeds", "3", "--outdir", tmp_path / "b")
-    assert np.array_equal(png(tmp_path / "a" / "seed0003.png"), png(tmp_path / "b" / "seed0003.png"))
+def test_sample_network_by_name(tmp_path, people):
+    ok("sample", "--network", "faces", "--seeds", "3,4", "--outdir", tmp_path)
+    got = np.stack([png(tmp_path / f"seed{s:04d}.png") for s in (3, 4)])
+    faces = stylegen.load_network(bundled.bundled_path("faces"))
+    np.testing.assert_allclose(got, library_images(faces, [3, 4], noise_mode="const"), atol=1)
+    assert np.abs(got.astype(np.int16) - library_images(people, [3, 4], noise_mode="const")).mean() > 5
+
+
+def test_a_file_named_like_a_bundled_network_wins_in_the_cli(tmp_path, monkeypatch, nets):
+    monkeypatch.chdir(tmp_path)
+    Path("people").write_bytes(Path(nets["a"]).read_bytes())  # a 16x16 network called 'people'
+    ok("sample", "--network", "people", "--seeds", "0", "--outdir", "o")
+    assert png(tmp_path / "o" / "seed0000.png").shape == (16, 16, 3)
+
+
+def test_cli_without_the_model_file_is_one_line_naming_the_option(tmp_path, monkeypatch):
+    monkeypatch.setattr(bundled, "MODELS_DIR", tmp_path)
+    line = usage_error("sample", "--seeds", "0", "--outdir", tmp_path)
+    assert "missing from this installation" in line and "--network" in line
+    line = usage_error("mix", "--out", tmp_path / "m.png")
+    assert "missing from this installation" in line and "--coarse" in line
 
 
 def test_unknown_network_name_is_one_line_naming_the_option_and_the_names(tmp_path):
@@ -104,6 +126,7 @@ def test_mix_layer_swapping_between_the_bundled_networks(tmp_path):
         "mix", "--coarse", "people", "--fine", "faces", "--coarse-seeds", "0-1", "--fine-seeds", "2-3", "--out", out
     )
     assert "Layer swapping" in result.output
+    assert f"DST network: {bundled.bundled_path('faces')}" in result.output
     grid = png(out)
     assert grid.shape == (3 * 64, 3 * 64, 3)
     cell = grid[64:128, 64:128].astype(np.int16)
@@ -139,7 +162,22 @@ def test_people_samples_look_like_the_training_emoji(people, tmp_path):
     assert np.median(corners) > 200  # white background like every training image
     ratio = fake.std(0).mean() / real.std(0).mean()
     assert 0.6 < ratio < 1.4, ratio
+    torch.manual_seed(0)
     random = stylegen.Generator(people.config).eval()
     with torch.inference_mode():
         untrained = stylegen.to_uint8(random(torch.randn(64, people.z_dim))).numpy().astype(np.float64)
     assert np.corrcoef(real.mean(0).ravel(), untrained.mean(0).ravel())[0, 1] < corr
+
+
+def test_mix_ws_file_through_a_bundled_network(tmp_path):
+    ok("sample", "--network", "faces", "--seeds", "3-4", "--save-ws", "--outdir", tmp_path / "s")
+    ws = tmp_path / "s" / "ws.npz"
+    result = ok("mix", "--network", "faces", "--fine", ws, "--coarse-seeds", "0", "--out", tmp_path / "m.png")
+    assert f"SRC network: {bundled.bundled_path('faces')}" in result.output
+    # The left column is the ws file's rows drawn through 'faces': the sampled images themselves.
+    grid = png(tmp_path / "m.png")
+    for j, seed in enumerate((3, 4)):
+        left = grid[64 * (j + 1) : 64 * (j + 2), :64].astype(np.int16)
+        assert np.abs(left - png(tmp_path / "s" / f"seed{seed:04d}.png")).max() <= 1
+    # --network next to two networks would be ignored: refused instead.
+    usage_error("mix", "--network", "faces", "--coarse", "people", "--out", tmp_path / "x.png", match="'--network'")
