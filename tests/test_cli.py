@@ -250,7 +250,6 @@ def test_sample_bad_networks(nets, tmp_path):
         0,
         match="missing.pkl",
     )
-    usage_error("sample", "--seeds", 0, match="--network")
     not_net = tmp_path / "dict.pkl"
     not_net.write_bytes(pickle.dumps({"a": 1, "b": [1, 2]}))
     usage_error(
