@@ -14,14 +14,16 @@ from stylegen.train_config import PRESETS, TrainConfig
 
 def _progress_line(total_kimg: float):
     """A one-line status on stderr: kimg, sec/kimg, losses, augment p, ETA."""
-    state = {"last": 0.0}
+    state = {"last": 0.0, "start_kimg": None}
 
     def show(st, stats, elapsed):
         now = time.time()
+        if state["start_kimg"] is None:  # a resumed run starts at the snapshot's kimg, not at 0
+            state["start_kimg"] = st.kimg - st.cfg.batch_size / 1000
         if now - state["last"] < 1 and st.kimg < total_kimg:
             return
         state["last"] = now
-        rate = elapsed / max(st.kimg, 1e-9)
+        rate = elapsed / max(st.kimg - state["start_kimg"], 1e-9)
         eta = rate * max(total_kimg - st.kimg, 0)
         p = f" p {float(st.augment.p):.3f}" if st.augment is not None else ""
         losses = " ".join(
