@@ -315,3 +315,14 @@ def test_fine_tune_from_nvidia_pickle(compat_dir, tmp_path, capsys):
     D1 = st.D.state_dict()
     assert torch.equal(D1["b32.fromrgb.weight"], D0["b32.fromrgb.weight"])  # frozen (layer 0)
     assert not torch.equal(D1["b16.conv0.weight"], D0["b16.conv0.weight"])  # trained
+
+
+def test_ada_kimg_option_is_used_and_checked(data_dir, tmp_path):
+    small = ["--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--map-depth", "2", "--batch", "8", "--quiet"]
+    r = _cli(
+        "train", "--data", str(data_dir), "--outdir", str(tmp_path), *small, "--kimg", "0.008", "--ada-kimg", "100"
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["ada_kimg"] == 100
+    r = _cli("train", "--data", str(data_dir), "--outdir", str(tmp_path / "x"), "--ada-kimg", "0")
+    assert r.returncode == 2 and "'--ada-kimg'" in r.stderr and "Traceback" not in r.stderr
