@@ -117,7 +117,6 @@ def mix(
     dst_file = dst_path if dst_path is not None and mixing.is_ws_file(dst_path) else None
     check_seed_options(src_file, dst_file)
     src_net, dst_net = mix_networks(src_path, dst_path, network, src_file, dst_file)
-    click.echo(f"SRC network: {src_net}" + (f"\nDST network: {dst_net}" if dst_net != src_net else ""))
     G_src = stylegen.load_network(src_net).to(device).eval()
     G_dst = G_src
     if not os.path.samefile(src_net, dst_net):
@@ -128,10 +127,11 @@ def mix(
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--split'") from e
     c = common.class_labels(G_src, class_idx, 1, device)
-    report_selection(selection, G_src, layer_swap=G_dst is not G_src)
     src, dst = make_sources(
         G_src, G_dst, coarse_seeds, fine_seeds, truncation_psi, truncation_cutoff, c, src_file, dst_file
     )
+    click.echo(f"SRC network: {src_net}" + (f"\nDST network: {dst_net}" if dst_net != src_net else ""))
+    report_selection(selection, G_src, layer_swap=G_dst is not G_src)
     G_mix = mixing.mixing_generator(src, dst, selection)
     out = Path(out) if out else Path(outdir or ".") / "mix.png"
     write_grid(G_mix, src, dst, selection, noise_mode, out, Path(outdir) if outdir else None)

@@ -16,6 +16,7 @@ import ops_helpers
 from ops_helpers import assert_close, needs_cuda, plugin_or_skip
 from tolerances import GRADCHECK
 
+cpu_plugin = ops_helpers.cpu_plugin
 impl = ops_helpers.impl
 one_thread = ops_helpers.one_thread
 
