@@ -49,9 +49,12 @@ def resolve(ref: str) -> Path:
     Raises BundledNetworkError (naming `ref`) for anything else.
     """
     path = Path(ref)
-    if path.exists() and not path.is_dir():  # files, but also FIFOs such as <(...) or /dev/stdin
-        return path
+    try:  # regular files only: the loaders seek, so a pipe such as <(...) cannot be read
+        if path.is_file():
+            return path
+        what = "is a directory" if path.is_dir() else "not a regular file" if path.exists() else "no such file"
+    except OSError as e:  # e.g. a name too long for the file system, a directory we may not search
+        raise BundledNetworkError(f"{ref}: {e.strerror or e}") from None
     if ref in BUNDLED:
         return bundled_path(ref)
-    what = "is a directory" if path.is_dir() else "no such file"
     raise BundledNetworkError(f"{ref}: {what}, and not a bundled network name ({', '.join(BUNDLED)})")

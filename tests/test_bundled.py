@@ -115,10 +115,36 @@ def test_unknown_network_name_is_one_line_naming_the_option_and_the_names(tmp_pa
     assert "'--network'" in line and "peeple" in line and "people, faces" in line
 
 
-def test_mix_without_networks_writes_the_figure(tmp_path):
+def test_unusable_network_paths_are_one_line(tmp_path):
+    import os
+
+    long_name = "a" * 300  # the OS refuses the name itself (ENAMETOOLONG)
+    line = usage_error("info", long_name)
+    assert "File name too long" in line
+    line = usage_error("mix", "--coarse", "people", "--fine", tmp_path / long_name, "--out", tmp_path / "m.png")
+    assert "'--fine'" in line
+    os.mkfifo(tmp_path / "pipe")
+    line = usage_error("sample", "--network", tmp_path / "pipe", "--seeds", "0", "--outdir", tmp_path)
+    assert "pipe: not a regular file" in line and "'--network'" in line
+    line = usage_error("sample", "--network", tmp_path, "--seeds", "0", "--outdir", tmp_path)
+    assert "is a directory" in line
+
+
+def test_mix_without_networks_writes_the_figure(tmp_path, people):
     out = tmp_path / "mix.png"
     ok("mix", "--out", out)
-    assert png(out).shape == (6 * 64, 6 * 64, 3)  # 5 sources + 5 destinations + the corner
+    grid = png(out).astype(np.int16)
+    assert grid.shape == (6 * 64, 6 * 64, 3)  # 5 sources + 5 destinations + the corner
+
+    def cell(row: int, col: int) -> np.ndarray:
+        return grid[64 * row : 64 * (row + 1), 64 * col : 64 * (col + 1)]
+
+    src = library_images(people, range(5), noise_mode="const")  # --coarse-seeds 0-4
+    dst = library_images(people, range(5, 10), noise_mode="const")  # --fine-seeds 5-9
+    for i in range(5):
+        assert np.abs(cell(0, i + 1) - src[i]).max() <= 1 and np.abs(cell(i + 1, 0) - dst[i]).max() <= 1
+        mixed = cell(i + 1, i + 1)  # destination i with source i's coarse styles: neither of them
+        assert np.abs(mixed - src[i]).mean() > 3 and np.abs(mixed - dst[i]).mean() > 3
 
 
 def test_mix_layer_swapping_between_the_bundled_networks(tmp_path):
