@@ -157,6 +157,10 @@ def project(
     target_emb = embed(target_img) if embed is not None else None
     target_np = target.permute(1, 2, 0).cpu().numpy()
 
+    def measure(images: torch.Tensor) -> torch.Tensor:
+        images = _for_distance(images, cfg)
+        return distance.distance(embed(images), target_emb) if embed is not None else distance(images, target_img)
+
     w_opt = w_avg.repeat(1, G_opt.num_ws if cfg.w_plus else 1, 1).clone().requires_grad_(True)
     optimizer = torch.optim.Adam([w_opt, *noise_bufs.values()], betas=(0.9, 0.999), lr=cfg.initial_learning_rate)
     frame_every = max(1, cfg.num_steps // max(1, cfg.num_frames))
@@ -171,8 +175,7 @@ def project(
         ws = (w_opt + w_noise).expand(-1, G_opt.num_ws, -1)  # [1, num_ws, w_dim]
         # fused_modconv: the plain autograd path (the cached inference path ignores noise gradients).
         synth = G_opt.synthesis(ws, noise_mode="const", fused_modconv=True)
-        synth_d = _for_distance(synth, cfg)
-        dist = distance.distance(embed(synth_d), target_emb) if embed is not None else distance(synth_d, target_img)
+        dist = measure(synth)
         loss = dist.sum() + cfg.regularize_noise_weight * noise_regularization(list(noise_bufs.values()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -189,20 +192,16 @@ def project(
                 frames.append(make_grid([target_np, current], cols=2))
         if progress is not None:
             progress(step, float(loss.detach()))
-    with torch.no_grad():
-        final = G_opt.synthesis(w_opt.detach().expand(-1, G_opt.num_ws, -1), noise_mode="const", fused_modconv=True)
-        d = _for_distance(final, cfg)
-        dist_end = float(
-            (distance.distance(embed(d), target_emb) if embed is not None else distance(d, target_img)).sum()
-        )
-    return _finish(G, G_opt, w_opt, noise_bufs, target_np, (psnr_start, dist_start, dist_end), frames, keep_frames)
+    return _finish(G, G_opt, w_opt, noise_bufs, target_np, (psnr_start, dist_start), measure, frames, keep_frames)
 
 
-def _finish(G, G_opt, w_opt, noise_bufs, target_np, start_end, frames, keep_frames) -> Projection:
-    psnr_start, dist_start, dist_end = start_end
+def _finish(G, G_opt, w_opt, noise_bufs, target_np, start, measure, frames, keep_frames) -> Projection:
+    psnr_start, dist_start = start
     ws = w_opt.detach().expand(-1, G.num_ws, -1).contiguous()
     with torch.no_grad():
-        image = to_numpy_images(G_opt.synthesis(ws, noise_mode="const", fused_modconv=True))[0]
+        final = G_opt.synthesis(ws, noise_mode="const", fused_modconv=True)
+        dist_end = float(measure(final).sum())
+        image = to_numpy_images(final)[0]
         stored = to_numpy_images(G.synthesis(ws, noise_mode="const"))[0]
     if keep_frames:
         frames.append(make_grid([target_np, image], cols=2))
