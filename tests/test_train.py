@@ -319,10 +319,13 @@ def test_fine_tune_from_nvidia_pickle(compat_dir, tmp_path, capsys):
 
 def test_ada_kimg_option_is_used_and_checked(data_dir, tmp_path):
     small = ["--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--map-depth", "2", "--batch", "8", "--quiet"]
-    r = _cli(
-        "train", "--data", str(data_dir), "--outdir", str(tmp_path), *small, "--kimg", "0.008", "--ada-kimg", "100"
-    )
+    # 4 minibatches of 8 = one ADA adjustment, of 32 / (ada_kimg * 1000) = 0.32 from p = 0.5 up or
+    # down (NVIDIA's default 500 kimg would move p by 6.4e-5).
+    ada = ["--aug", "ada", "--aug-p", "0.5", "--ada-kimg", "0.1"]
+    r = _cli("train", "--data", str(data_dir), "--outdir", str(tmp_path), *small, "--kimg", "0.032", *ada)
     assert r.returncode == 0, r.stderr
-    assert json.loads((tmp_path / "config.json").read_text())["train"]["ada_kimg"] == 100
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["ada_kimg"] == 0.1
+    last = json.loads((tmp_path / "stats.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 4 and abs(abs(last["augment_p"] - 0.5) - 0.32) < 1e-6, last
     r = _cli("train", "--data", str(data_dir), "--outdir", str(tmp_path / "x"), "--ada-kimg", "0")
     assert r.returncode == 2 and "'--ada-kimg'" in r.stderr and "Traceback" not in r.stderr
