@@ -22,7 +22,7 @@ from pathlib import Path
 
 def stylegen_cmd() -> list[str]:
     exe = Path(sys.executable).with_name("stylegen")
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "stylegen.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "stylegen.cli.main"]
 
 
 def main() -> None:

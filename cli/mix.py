@@ -35,7 +35,7 @@ from stylegen.images import make_grid, save_png, to_numpy_images
     metavar="PKL",
     type=common.NETWORK,
     default=None,
-    help="Network of the ws files given as --coarse/--fine (default: the other side's network).",
+    help="Network of the ws files given as --coarse/--fine, or of an omitted --coarse (default: the other side's network, else the bundled 'people'). Refused when --coarse and --fine are both networks.",
 )
 @click.option(
     "--coarse-seeds",
