@@ -1,5 +1,5 @@
 """ADA augmentation: exact identities, exact pixel blits, analytic oracles for the resampler and
-the color matrices, firing probabilities, gradients, 1/3 channels and the adaptive controller."""
+the color matrices, firing probabilities, gradients, 1/3 channels. (The adaptive p controller: test_ada.py.)"""
 
 import math
 
@@ -8,8 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylegen import augment
-from stylegen.ada import AdaptiveP
+from stylegen import augment, resample
 from stylegen.augment import (
     AUGMENT_PRESETS,
     BLIT,
@@ -17,10 +16,10 @@ from stylegen.augment import (
     GEOM,
     AugmentConfig,
     AugmentPipe,
-    lowpass_filter,
     sample_geometry,
 )
 from stylegen.ops import upsample2d
+from stylegen.resample import lowpass_filter
 
 from tolerances import GRADCHECK
 
@@ -108,8 +107,8 @@ def test_nothing_fired_skips_resampling(monkeypatch):
     def fail(*args):
         raise AssertionError("resampled although no geometric transform fired")
 
-    monkeypatch.setattr(augment, "_resample", fail)
-    monkeypatch.setattr(augment, "_blit", fail)
+    monkeypatch.setattr(resample, "_resample", fail)
+    monkeypatch.setattr(resample, "_blit", fail)
     x = smooth_images(8)
     assert torch.equal(make_pipe(AUGMENT_PRESETS["bgc"], 1e-9)(x, gen(0)), x)
     out = make_pipe(AUGMENT_PRESETS["c"], 1.0)(x, gen(0))  # color only: changed, never resampled
@@ -158,10 +157,10 @@ def test_blit_only_for_pixel_permutations():
         return torch.tensor([[[a, b, tx], [c, d, ty], [0, 0, 1]]], dtype=torch.float64)
 
     rot90, flip = mat(0, -1, 1, 0), mat(-1, 0, 0, 1, tx=2)
-    assert augment._blit_mask(rot90, 16, 16) and augment._blit_mask(flip, 15, 16)
-    assert not augment._blit_mask(rot90, 15, 16)  # odd x even: pixel centres miss each other
-    assert not augment._blit_mask(mat(1, 0, 0, 1, tx=0.5), 16, 16)
-    assert not augment._blit_mask(mat(1, 1, 0, 1), 16, 16)  # a shear is not a permutation
+    assert resample._blit_mask(rot90, 16, 16) and resample._blit_mask(flip, 15, 16)
+    assert not resample._blit_mask(rot90, 15, 16)  # odd x even: pixel centres miss each other
+    assert not resample._blit_mask(mat(1, 0, 0, 1, tx=0.5), 16, 16)
+    assert not resample._blit_mask(mat(1, 1, 0, 1), 16, 16)  # a shear is not a permutation
 
 
 # --- The general resampler against analytic images -----------------------------------------------
@@ -170,9 +169,9 @@ def test_blit_only_for_pixel_permutations():
 def test_general_resampler_matches_exact_blits():
     x = smooth_images(16, h=16, w=16, seed=4)
     g = sample_geometry(AUGMENT_PRESETS["b"], 1.0, 16, 16, 16, gen(4))
-    assert bool(augment._blit_mask(g, 16, 16).all())
-    blit = augment._blit(x, g)
-    general = augment._resample(x, g, lowpass_filter(), "ref")
+    assert bool(resample._blit_mask(g, 16, 16).all())
+    blit = resample._blit(x, g)
+    general = resample._resample(x, g, lowpass_filter(), "ref")
     assert (general - blit).abs().max() < 0.02  # only the low-pass filters' blur differs
 
 
@@ -191,7 +190,7 @@ def test_general_resampler_samples_where_the_matrix_points():
     g[:2, :2], g[:2, 2] = lin, torch.tensor(t, dtype=torch.float64)
     x_in, y_in = g[0, 0] * xs + g[0, 1] * ys + g[0, 2], g[1, 0] * xs + g[1, 1] * ys + g[1, 2]
     inside = (x_in.abs() < w / 2 - 3) & (y_in.abs() < h / 2 - 3)
-    out = augment._resample(img(xs, ys)[None, None].float(), g[None], lowpass_filter(), "ref")[0, 0]
+    out = resample._resample(img(xs, ys)[None, None].float(), g[None], lowpass_filter(), "ref")[0, 0]
     assert inside.sum() > 250
     assert (out.double() - img(x_in, y_in))[inside].abs().max() < 0.03
 
@@ -230,7 +229,7 @@ def test_color_matrices_keep_the_homogeneous_row():
 
 def test_constant_image_stays_constant_under_any_transform():
     g = sample_geometry(AUGMENT_PRESETS["bg"], 1.0, 16, 12, 20, gen(5))
-    out = augment.apply_geometry(torch.full([16, 2, 12, 20], 0.7), g, lowpass_filter(), "ref")
+    out = resample.apply_geometry(torch.full([16, 2, 12, 20], 0.7), g, lowpass_filter(), "ref")
     assert (out - 0.7).abs().max() < 1e-5  # borders reflect: no dark fringes, unit DC gain
 
 
@@ -360,43 +359,3 @@ def test_p_is_a_settable_persistent_buffer():
     other = make_pipe(AUGMENT_PRESETS["bgc"], 0.0)
     other.load_state_dict(pipe.state_dict())
     assert float(other.p) == 0.25 and "p=0.2500" in repr(other)
-
-
-# --- Adaptive p ---------------------------------------------------------------------------------
-
-
-def test_adaptive_p_rises_when_d_overfits_and_falls_to_zero_otherwise():
-    ada = AdaptiveP(batch_size=64, p=0.5)
-    step = 64 * 4 / 500_000
-    ps = [ada.update(torch.full([64, 1], 3.0)) for _ in range(40)]
-    assert ps[2] == 0.5 and ps[3] == pytest.approx(0.5 + step) and ps[-1] == pytest.approx(0.5 + 10 * step)
-    assert ada.r_t == 1.0
-    ada = AdaptiveP(batch_size=64, p=2.5 * step)
-    ps = [ada.update(-torch.rand([64])) for _ in range(16)]
-    assert ps[3] == pytest.approx(1.5 * step) and ps[-1] == 0.0 and ada.r_t == -1.0
-    ada = AdaptiveP(batch_size=64, p=1 - step / 2)
-    assert [ada.update(torch.ones(64)) for _ in range(4)][-1] == 1.0
-
-
-def test_adaptive_p_settles_where_a_toy_discriminator_meets_the_target():
-    # Toy D: the more augmentation, the less it overfits: real logits ~ N(2 - 4 p, 1), so
-    # E[sign] = erf((2 - 4 p) / sqrt(2)) = 0.6 at p* = (2 - 0.8416) / 4 = 0.2896.
-    ada = AdaptiveP(batch_size=256, speed_kimg=20)
-    g = gen(13)
-    for _ in range(400):
-        ada.update(torch.randn([256], generator=g) + 2 - 4 * ada.p)
-    assert abs(ada.p - 0.2896) < 0.03
-
-
-def test_adaptive_p_state_dict_resumes_exactly():
-    logits = [torch.randn([32], generator=gen(i)) + 0.5 for i in range(22)]
-    full = AdaptiveP(batch_size=32, speed_kimg=1)
-    expected = [full.update(t) for t in logits]
-    first = AdaptiveP(batch_size=32, speed_kimg=1)
-    for t in logits[:10]:  # stop mid-interval: the partial sums must survive
-        first.update(t)
-    state = first.state_dict()
-    assert all(isinstance(v, (int, float, type(None))) for v in state.values())
-    resumed = AdaptiveP(batch_size=32, speed_kimg=1)
-    resumed.load_state_dict(state)
-    assert [resumed.update(t) for t in logits[10:]] == expected[10:]
