@@ -131,6 +131,9 @@ def mix(
         G_src, G_dst, coarse_seeds, fine_seeds, truncation_psi, truncation_cutoff, c, src_file, dst_file
     )
     click.echo(f"SRC network: {src_net}" + (f"\nDST network: {dst_net}" if dst_net != src_net else ""))
+    for file, net in ((src_file, src_net), (dst_file, dst_net)):
+        if file is not None:
+            warn_if_made_elsewhere(file, net)
     report_selection(selection, G_src, layer_swap=G_dst is not G_src)
     G_mix = mixing.mixing_generator(src, dst, selection)
     out = Path(out) if out else Path(outdir or ".") / "mix.png"
@@ -188,6 +191,18 @@ def mix_networks(src_path, dst_path, network, src_file, dst_file) -> tuple[str, 
     else:
         dst_net = dst_pkl or src_net
     return src_net, dst_net
+
+
+def warn_if_made_elsewhere(file, net) -> None:
+    """A ws file drawn through a network other than the one that made it fits (same shapes) but
+    means something else there: say so on stderr, once per file."""
+    from stylegen.mixing import ws_file_network
+    from stylegen.weights import file_sha256
+
+    made = ws_file_network(file)
+    if made is not None and made[1] != file_sha256(Path(net)):
+        name, digest = made
+        click.echo(f"Warning: {file} was made with {name} (sha256 {digest[:12]}...), not with {net}", err=True)
 
 
 def make_sources(

@@ -66,7 +66,7 @@ def project(network, target, steps, w_plus, seed, outdir, save_video, distance, 
         result = projector.project(
             G, image, dist, cfg, progress=lambda step, loss: bar.update(1), keep_frames=save_video
         )
-    written = projector.write_projection(outdir, result, image, save_video)
+    written = projector.write_projection(outdir, result, image, save_video, network=path)
     click.echo(f"Distance ({dist.name}) {result.distance_start:.4f} at the start -> {result.distance:.4f}")
     click.echo(
         f"PSNR {result.psnr_start:.2f} dB at the start -> {result.psnr:.2f} dB "

@@ -70,13 +70,16 @@ def sample(
     if grid:
         save_png(outdir / "grid.png", make_grid(images))
     if save_ws:
-        write_ws(
+        from stylegen.mixing import save_ws_file
+
+        save_ws_file(
             outdir / "ws.npz",
             all_ws,
             seeds,
-            truncation_psi,
-            truncation_cutoff,
-            class_idx,
+            truncation_psi=truncation_psi,
+            truncation_cutoff=truncation_cutoff,
+            class_idx=class_idx,
+            network=path,
         )
     click.echo(f"Wrote {len(seeds)} image(s) to {outdir}")
 
@@ -105,17 +108,3 @@ def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, 
             all_ws.append(ws.float().cpu())
             bar.update(len(chunk))
     return images, torch.cat(all_ws)
-
-
-def write_ws(path, ws, seeds, truncation_psi, truncation_cutoff, class_idx) -> None:
-    """ws.npz: ws float32 [N, num_ws, w_dim], seeds int64 [N], plus the settings used (-1 = none)."""
-    import numpy as np
-
-    np.savez(
-        path,
-        ws=ws.numpy().astype(np.float32),
-        seeds=np.asarray(seeds, dtype=np.int64),
-        truncation_psi=np.float32(truncation_psi),
-        truncation_cutoff=np.int64(-1 if truncation_cutoff is None else truncation_cutoff),
-        class_idx=np.int64(-1 if class_idx is None else class_idx),
-    )

@@ -16,6 +16,7 @@ the top resolution selects every ws that shapes it.
 from __future__ import annotations
 
 import copy
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -212,6 +213,52 @@ def mix_rows(
     for j in range(dst.ws.shape[0]):
         ws = mix_ws(dst.ws[j : j + 1], src.ws, selection.ws_indices)  # [Ns, num_ws, w_dim]
         yield G_mix.synthesis(ws, noise_mode=noise_mode)
+
+
+def save_ws_file(
+    path,
+    ws: torch.Tensor,
+    seeds=None,
+    *,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    class_idx: int | None = None,
+    network=None,
+    extra: dict[str, np.ndarray] | None = None,
+) -> None:
+    """Write a ws file (docs/cli.md "ws.npz") atomically: ws float32 [N, num_ws, w_dim], seeds
+    int64 [N] (-1: no seed; the default), the truncation and class used (-1 = none), the file
+    name and sha256 of the `network` file that made them (when given), and `extra` arrays."""
+    from stylegen.weights import file_sha256
+
+    n = ws.shape[0]
+    arrays = {
+        "ws": ws.detach().cpu().numpy().astype(np.float32),
+        "seeds": np.full([n], -1, dtype=np.int64) if seeds is None else np.asarray(seeds, dtype=np.int64),
+        "truncation_psi": np.float32(truncation_psi),
+        "truncation_cutoff": np.int64(-1 if truncation_cutoff is None else truncation_cutoff),
+        "class_idx": np.int64(-1 if class_idx is None else class_idx),
+    }
+    if network is not None:
+        arrays["network_name"] = np.asarray(Path(network).name)
+        arrays["network_sha256"] = np.asarray(file_sha256(Path(network)))
+    arrays.update(extra or {})
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.npz")
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def ws_file_network(path) -> tuple[str, str] | None:
+    """(file name, sha256) of the network a ws file was made with, or None when not recorded
+    (files written before this was recorded, or by other tools)."""
+    with np.load(path) as data:
+        if "network_sha256" not in data:
+            return None
+        return str(data["network_name"]) if "network_name" in data else "?", str(data["network_sha256"])
 
 
 def is_ws_file(path) -> bool:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from stylegen.dataset import _to_array, resize_image
 from stylegen.images import make_grid, save_png, to_numpy_images
+from stylegen.mixing import save_ws_file
 from stylegen.perceptual import PerceptualDistance
 
 
@@ -219,26 +220,6 @@ def _finish(G, G_opt, w_opt, noise_bufs, target_np, start, measure, frames, keep
     )
 
 
-def write_ws_npz(path: str | Path, ws: torch.Tensor, noise: dict[str, torch.Tensor] | None = None) -> None:
-    """`sample --save-ws`'s ws.npz for projected ws: seeds -1 (no seed), truncation_psi 1,
-    truncation_cutoff -1, class_idx -1; plus, optionally, the optimised noise maps as
-    `noise.<synthesis buffer name>` float32 [r, r] (readers of the ws format ignore them)."""
-    arrays = {f"noise.{name}": t.numpy().astype(np.float32) for name, t in (noise or {}).items()}
-    n = ws.shape[0]
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez(
-        tmp,
-        ws=ws.numpy().astype(np.float32),
-        seeds=np.full([n], -1, dtype=np.int64),
-        truncation_psi=np.float32(1),
-        truncation_cutoff=np.int64(-1),
-        class_idx=np.int64(-1),
-        **arrays,
-    )
-    tmp.replace(path)
-
-
 def save_gif(path: str | Path, frames: list[np.ndarray], duration_ms: int = 40) -> None:
     """Animated GIF (looping) of uint8 [H, W, C] frames, C = 1 or 3, written atomically."""
     pics = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
@@ -248,13 +229,20 @@ def save_gif(path: str | Path, frames: list[np.ndarray], duration_ms: int = 40) 
     tmp.replace(path)
 
 
-def write_projection(outdir: str | Path, proj: Projection, target: torch.Tensor, video: bool) -> list[Path]:
-    """OUTDIR/ws.npz, proj.png, target.png, target_vs_proj.png (and proj.gif); returns the paths."""
+def write_projection(
+    outdir: str | Path, proj: Projection, target: torch.Tensor, video: bool, network: str | Path | None = None
+) -> list[Path]:
+    """OUTDIR/ws.npz, proj.png, target.png, target_vs_proj.png (and proj.gif); returns the paths.
+
+    ws.npz is `sample --save-ws`'s format (`mixing.save_ws_file`, naming `network` when given):
+    one row without a seed, plus the optimised noise maps as `noise.<synthesis buffer name>`
+    float32 [r, r] (readers of the ws format ignore them)."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     target_np = target.permute(1, 2, 0).cpu().numpy()
     paths = {name: outdir / name for name in ("ws.npz", "proj.png", "target.png", "target_vs_proj.png")}
-    write_ws_npz(paths["ws.npz"], proj.ws, proj.noise)
+    noise = {f"noise.{name}": t.numpy().astype(np.float32) for name, t in proj.noise.items()}
+    save_ws_file(paths["ws.npz"], proj.ws, network=network, extra=noise)
     save_png(paths["proj.png"], proj.image)
     save_png(paths["target.png"], target_np)
     save_png(paths["target_vs_proj.png"], make_grid([target_np, proj.image], cols=2))

@@ -197,10 +197,21 @@ def test_people_samples_look_like_the_training_emoji(people, tmp_path):
 
 
 def test_mix_ws_file_through_a_bundled_network(tmp_path):
+    import hashlib
+
     ok("sample", "--network", "faces", "--seeds", "3-4", "--save-ws", "--outdir", tmp_path / "s")
     ws = tmp_path / "s" / "ws.npz"
+    with np.load(ws) as data:  # which network made them, by content
+        assert str(data["network_name"]) == "emoji-faces-64.pkl"
+        faces_sha = hashlib.sha256(bundled.bundled_path("faces").read_bytes()).hexdigest()
+        assert str(data["network_sha256"]) == faces_sha
     result = ok("mix", "--network", "faces", "--fine", ws, "--coarse-seeds", "0", "--out", tmp_path / "m.png")
     assert f"SRC network: {bundled.bundled_path('faces')}" in result.output
+    assert "Warning" not in result.output
+    # Drawn through another network of the same shapes: it works, with a warning naming both.
+    result = ok("mix", "--network", "people", "--fine", ws, "--coarse-seeds", "0", "--out", tmp_path / "p.png")
+    warning = f"Warning: {ws} was made with emoji-faces-64.pkl (sha256 {faces_sha[:12]}...), not with"
+    assert warning in result.output and str(bundled.bundled_path("people")) in result.output
     # The left column is the ws file's rows drawn through 'faces': the sampled images themselves.
     grid = png(tmp_path / "m.png")
     for j, seed in enumerate((3, 4)):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cli_helpers
 import pytest
 import torch
@@ -137,3 +139,40 @@ def test_ws_from_seeds_matches_mapping():
     ws = mixing.ws_from_seeds(G, [3, 7], truncation_psi=0.5, truncation_cutoff=2)
     z = torch.cat([seed_to_z(3, 16), seed_to_z(7, 16)])
     assert torch.equal(ws, G.mapping(z, None, truncation_psi=0.5, truncation_cutoff=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# ws files
+
+
+def test_ws_file_round_trip_records_the_network_and_replaces_atomically(tmp_path, monkeypatch):
+    import hashlib
+
+    import numpy as np
+
+    net = tmp_path / "net.pkl"
+    net.write_bytes(b"any network file")
+    path = tmp_path / "ws.npz"
+    ws = torch.randn([2, 6, 8])
+    mixing.save_ws_file(path, ws, [7, 9], truncation_psi=0.5, truncation_cutoff=4, network=net)
+    with np.load(path) as data:
+        assert data["ws"].dtype == np.float32 and torch.equal(torch.from_numpy(data["ws"]), ws)
+        assert data["seeds"].tolist() == [7, 9] and float(data["truncation_psi"]) == 0.5
+        assert int(data["truncation_cutoff"]) == 4 and int(data["class_idx"]) == -1
+    assert mixing.ws_file_network(path) == ("net.pkl", hashlib.sha256(b"any network file").hexdigest())
+    assert mixing.is_ws_file(path)
+
+    # A failed write leaves the previous file whole and no temporary behind.
+    before = path.read_bytes()
+
+    def broken_savez(file, **arrays):
+        Path(file).write_bytes(b"half a file")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    with pytest.raises(OSError, match="disk full"):
+        mixing.save_ws_file(path, torch.zeros([1, 6, 8]))
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["net.pkl", "ws.npz"]
+    monkeypatch.undo()
+    mixing.save_ws_file(path, torch.zeros([1, 6, 8]))  # no network: nothing recorded, still readable
+    assert mixing.ws_file_network(path) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,6 +178,7 @@ def test_project_cli_writes_outputs_and_mix_reads_them(tmp_path, nets):
         assert data["seeds"].tolist() == [-1] and data["seeds"].dtype == np.int64
         assert float(data["truncation_psi"]) == 1 and int(data["truncation_cutoff"]) == -1
         assert int(data["class_idx"]) == -1
+        assert str(data["network_name"]) == Path(nets["rgb"]).name
         ws = torch.from_numpy(data["ws"])
     assert Image.open(out / "proj.png").size == (16, 16)
     assert Image.open(out / "target_vs_proj.png").size == (32, 16)
@@ -212,12 +214,13 @@ def test_project_cli_writes_outputs_and_mix_reads_them(tmp_path, nets):
     assert r.exit_code == 2 and "ws file" in r.output
     r = run("mix", "--network", nets["gray"], "--fine", out / "ws.npz", "--out", tmp_path / "g.png")  # same shapes
     assert r.exit_code == 0, r.output
+    assert f"was made with {Path(nets['rgb']).name}" in r.output  # ... but another network: warned
 
 
 def test_mix_refuses_ws_of_another_shape(tmp_path, nets, make_generator):
     G = make_generator(1, img_resolution=8)
     ws = tmp_path / "ws8.npz"
-    projector.write_ws_npz(ws, torch.zeros([2, G.num_ws, G.w_dim]))
+    mixing.save_ws_file(ws, torch.zeros([2, G.num_ws, G.w_dim]))
     r = run("mix", "--network", nets["rgb"], "--fine", ws)
     assert r.exit_code == 2 and "ws8.npz: ws of shape (2, 4, 8) do not fit" in r.output
 
