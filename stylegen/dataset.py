@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylegen.atomic import atomic_path
+
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 RESIZE_MODES = ("center-crop", "pad", "stretch")
 
@@ -197,10 +199,8 @@ def write_image_zip(
     e.g. `provenance.json`; loaders skip them as they are not images. Every member carries a
     fixed timestamp, so equal images give a byte-identical zip. Returns the number of images.
     """
-    dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".tmp")
     pairs = []
-    try:
+    with atomic_path(dest) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
             count = 0
             for i, img in enumerate(images):
@@ -214,9 +214,6 @@ def write_image_zip(
             _write_member(zf, "dataset.json", json.dumps({"labels": pairs or None}).encode())
             for name, data in (extra_files or {}).items():
                 _write_member(zf, name, data)
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     return count
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from stylegen.atomic import atomic_path
 from stylegen.generator import to_uint8
 
 
@@ -25,10 +25,8 @@ def save_png(path: str | Path, image: np.ndarray) -> None:
     if channels not in modes:
         raise ValueError(f"cannot write a {channels}-channel image as PNG (1, 3 or 4 channels)")
     pixels = image[:, :, 0] if channels == 1 else image
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(pixels, modes[channels]).save(str(tmp), format="png")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        Image.fromarray(pixels, modes[channels]).save(str(tmp), format="png")
 
 
 def make_grid(images: list[np.ndarray | None], cols: int | None = None, fill: int = 255) -> np.ndarray:

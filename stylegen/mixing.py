@@ -16,7 +16,6 @@ the top resolution selects every ws that shapes it.
 from __future__ import annotations
 
 import copy
-import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stylegen.atomic import atomic_path
 from stylegen.generator import ws_resolution
 
 # Level name -> inclusive range of resolutions (None = no upper limit).
@@ -243,13 +243,8 @@ def save_ws_file(
         arrays["network_name"] = np.asarray(Path(network).name)
         arrays["network_sha256"] = np.asarray(file_sha256(Path(network)))
     arrays.update(extra or {})
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.npz")
-    try:
+    with atomic_path(path, suffix=".npz") as tmp:
         np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def ws_file_network(path) -> tuple[str, str] | None:

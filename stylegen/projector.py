@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from stylegen.atomic import atomic_path
 from stylegen.dataset import _to_array, resize_image
 from stylegen.images import make_grid, save_png, to_numpy_images
 from stylegen.mixing import save_ws_file
@@ -223,10 +224,8 @@ def _finish(G, G_opt, w_opt, noise_bufs, target_np, start, measure, frames, keep
 def save_gif(path: str | Path, frames: list[np.ndarray], duration_ms: int = 40) -> None:
     """Animated GIF (looping) of uint8 [H, W, C] frames, C = 1 or 3, written atomically."""
     pics = [Image.fromarray(f[:, :, 0] if f.shape[2] == 1 else f) for f in frames]
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pics[0].save(tmp, format="gif", save_all=True, append_images=pics[1:], duration=duration_ms, loop=0)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        pics[0].save(tmp, format="gif", save_all=True, append_images=pics[1:], duration=duration_ms, loop=0)
 
 
 def write_projection(

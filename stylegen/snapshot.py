@@ -6,15 +6,14 @@ NVIDIA's with the restricted unpickler of `stylegen.nvidia_pickle`.
 
 from __future__ import annotations
 
-import os
 import pickle
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from stylegen.atomic import atomic_path
 from stylegen.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.generator import Generator, GeneratorConfig
 
@@ -61,21 +60,8 @@ def save_network(
         data["training"] = training
     if extra is not None:
         data["extra"] = extra
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(data, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a snapshot is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path, durable=True) as tmp, open(tmp, "wb") as f:
+        torch.save(data, f)
 
 
 def _kind(path: Path) -> str:

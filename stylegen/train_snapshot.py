@@ -11,15 +11,15 @@ from pathlib import Path
 import torch
 
 from stylegen import distributed
+from stylegen.atomic import atomic_path
 from stylegen.images import make_grid, save_png, to_numpy_images
 from stylegen.snapshot import save_network
 from stylegen.train_setup import newest_snapshot
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 class SnapshotWriter:

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from stylegen.atomic import atomic_path
 from stylegen.dataset import DatasetError, _Source, _to_array
 from stylegen.metrics.features import FeatureNet
 
@@ -117,13 +117,9 @@ def dataset_features(
 
 def _write_cache(path: Path, features: np.ndarray, key_text: str) -> None:
     """Atomic write (temp file + rename); a cache that cannot be written is only skipped."""
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, features=features, key=np.asarray(key_text))
-        os.replace(tmp, path)
+        with atomic_path(path, suffix=".npz") as tmp:
+            np.savez(tmp, features=features, key=np.asarray(key_text))
     except OSError:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        pass
