@@ -10,7 +10,17 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.9",
-    packages=["stylegen", "stylegen.ops", "stylegen.metrics", "stylegen.cuda_ops", "stylegen.cli"],
+    packages=[
+        "stylegen",
+        "stylegen.networks",
+        "stylegen.training",
+        "stylegen.formats",
+        "stylegen.editing",
+        "stylegen.metrics",
+        "stylegen.ops",
+        "stylegen.cuda_ops",
+        "stylegen.cli",
+    ],
     package_dir={"stylegen.cuda_ops": "cuda_ops", "stylegen.cli": "cli"},
     package_data={
         "stylegen": ["models/*.pkl"],  # the bundled networks (docs/models.md)

@@ -4,7 +4,7 @@
 
 For each seed: the network's image of that seed (noise 'const', as `stylegen sample` writes it)
 is the target, saved as a PNG and read back like `stylegen project --target` does; then the
-projector runs `--steps` steps from w_avg with fresh noise maps. Reports per seed and the median:
+projection runs `--steps` steps from w_avg with fresh noise maps. Reports per seed and the median:
 PSNR at the start and the end, the perceptual distance at the start and the end, PSNR of ws.npz
 re-rendered with the network's own noise, and wall time (w_avg estimation included). The
 issue-6 target: PSNR >= 25 dB after 500 steps at 64x64 in under 5 minutes on 2 CPU cores.
@@ -21,9 +21,11 @@ from pathlib import Path
 import torch
 
 import stylegen
-from stylegen import bundled, perceptual, projector
+from stylegen.formats import bundled
+from stylegen.metrics import perceptual
+from stylegen.editing import projection
 from stylegen.cli.common import parse_seeds
-from stylegen.images import save_png, to_numpy_images
+from stylegen.formats.images import save_png, to_numpy_images
 
 
 def main() -> None:
@@ -38,7 +40,7 @@ def main() -> None:
 
     G = stylegen.load_network(bundled.resolve(args.network)).eval()
     dist = perceptual.load_distance(args.distance, args.vgg)
-    cfg = projector.ProjectConfig(num_steps=args.steps, w_plus=args.w_plus)
+    cfg = projection.ProjectConfig(num_steps=args.steps, w_plus=args.w_plus)
     print(
         f"network {args.network} ({G.img_resolution}x{G.img_resolution}), distance {dist.name}, "
         f"{args.steps} steps, {'W+' if args.w_plus else 'W'}, torch threads {torch.get_num_threads()}"
@@ -52,9 +54,9 @@ def main() -> None:
                 img = to_numpy_images(G(stylegen.seed_to_z(seed, G.z_dim), noise_mode="const"))[0]
             path = Path(tmp) / f"seed{seed:04d}.png"
             save_png(path, img)
-            target = projector.load_target(path, G.img_resolution, G.img_channels)
+            target = projection.load_target(path, G.img_resolution, G.img_channels)
             t0 = time.perf_counter()
-            r = projector.project(G, target, dist, cfg)
+            r = projection.project(G, target, dist, cfg)
             sec = time.perf_counter() - t0
             rows.append((r.psnr, r.distance, sec))
             print(

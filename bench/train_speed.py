@@ -19,9 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from stylegen.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.generator import Generator, GeneratorConfig
-from stylegen.losses import LossConfig, StyleGAN2Loss
+from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
+from stylegen.networks.generator import Generator, GeneratorConfig
+from stylegen.training.losses import LossConfig, StyleGAN2Loss
 
 NVIDIA = {32: (18.1, 10.5), 64: (30.3, 17.6)}  # seconds: full iteration, amortised (this machine)
 

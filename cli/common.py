@@ -86,7 +86,7 @@ class NetworkRef(click.ParamType):
     name = "PKL"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
-        from stylegen import bundled
+        from stylegen.formats import bundled
 
         try:
             return str(bundled.resolve(str(value)))
@@ -177,7 +177,7 @@ def resolve_network(path: str | None, option: str) -> str:
     """
     if path is not None:
         return path
-    from stylegen import bundled
+    from stylegen.formats import bundled
 
     try:
         return str(bundled.default_network())

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from stylegen.cli import common
-from stylegen.images import make_grid, save_png, to_numpy_images
+from stylegen.formats.images import make_grid, save_png, to_numpy_images
 
 
 @click.command("mix", short_help="Style mixing / layer swapping grid.")
@@ -110,7 +110,7 @@ def mix(
     photo as the destination: --network PKL --fine out/ws.npz); --trunc applies to seeds only.
     """
     import stylegen
-    from stylegen import mixing
+    from stylegen.editing import mixing
 
     device = common.resolve_device(device)
     src_file = src_path if src_path is not None and mixing.is_ws_file(src_path) else None
@@ -145,7 +145,7 @@ def mix(
 
 
 def report_selection(selection, G, layer_swap: bool) -> None:
-    from stylegen import mixing
+    from stylegen.editing import mixing
 
     rest = mixing.complement(selection, G.img_resolution, G.num_ws)
     click.echo(f"From SRC (coarse seeds): {selection.describe()}")
@@ -196,8 +196,8 @@ def mix_networks(src_path, dst_path, network, src_file, dst_file) -> tuple[str, 
 def warn_if_made_elsewhere(file, net) -> None:
     """A ws file drawn through a network other than the one that made it fits (same shapes) but
     means something else there: say so on stderr, once per file."""
-    from stylegen.mixing import ws_file_network
-    from stylegen.weights import file_sha256
+    from stylegen.editing.mixing import ws_file_network
+    from stylegen.metrics.weights import file_sha256
 
     made = ws_file_network(file)
     if made is not None and made[1] != file_sha256(Path(net)):
@@ -211,7 +211,7 @@ def make_sources(
     """A source is a network plus its ws: from seeds through its mapping, or from a ws file."""
     import torch
 
-    from stylegen.mixing import StyleSource, load_ws_file, ws_from_seeds
+    from stylegen.editing.mixing import StyleSource, load_ws_file, ws_from_seeds
 
     def side(G, seeds, file):
         if file is not None:
@@ -227,7 +227,7 @@ def write_grid(G_mix, src, dst, selection, noise_mode, out: Path, outdir: Path |
     """(1 + Nd) x (1 + Ns) grid: blank corner, sources on top, destinations on the left."""
     import torch
 
-    from stylegen.mixing import mix_rows
+    from stylegen.editing.mixing import mix_rows
 
     if outdir is not None:
         outdir.mkdir(parents=True, exist_ok=True)

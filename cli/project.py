@@ -1,4 +1,4 @@
-"""`stylegen project`: find the ws of a real image (StyleGAN2 projector, LPIPS)."""
+"""`stylegen project`: find the ws of a real image (StyleGAN2 projection, LPIPS)."""
 
 from __future__ import annotations
 
@@ -52,21 +52,22 @@ def project(network, target, steps, w_plus, seed, outdir, save_video, distance, 
     --network PKL --fine OUTDIR/ws.npz` uses the projected image as a destination.
     """
     import stylegen
-    from stylegen import perceptual, projector
+    from stylegen.metrics import perceptual
+    from stylegen.editing import projection
 
     perceptual.check_distance(distance, vgg)  # fail fast, before loading anything big
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
     G = stylegen.load_network(path).to(device).eval()
-    image = projector.load_target(target, G.img_resolution, G.img_channels)
+    image = projection.load_target(target, G.img_resolution, G.img_channels)
     dist = perceptual.load_distance(distance, vgg).to(device)
     click.echo(f"Distance: {dist.name}")
-    cfg = projector.ProjectConfig(num_steps=steps, w_plus=w_plus, seed=seed)
+    cfg = projection.ProjectConfig(num_steps=steps, w_plus=w_plus, seed=seed)
     with common.progress(steps, f"Projecting ({steps} steps)", show=True) as bar:
-        result = projector.project(
+        result = projection.project(
             G, image, dist, cfg, progress=lambda step, loss: bar.update(1), keep_frames=save_video
         )
-    written = projector.write_projection(outdir, result, image, save_video, network=path)
+    written = projection.write_projection(outdir, result, image, save_video, network=path)
     click.echo(f"Distance ({dist.name}) {result.distance_start:.4f} at the start -> {result.distance:.4f}")
     click.echo(
         f"PSNR {result.psnr_start:.2f} dB at the start -> {result.psnr:.2f} dB "

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from stylegen.cli import common
-from stylegen.images import make_grid, save_png, to_numpy_images
+from stylegen.formats.images import make_grid, save_png, to_numpy_images
 
 
 @click.command("sample", short_help="Generate one PNG per seed.")
@@ -70,7 +70,7 @@ def sample(
     if grid:
         save_png(outdir / "grid.png", make_grid(images))
     if save_ws:
-        from stylegen.mixing import save_ws_file
+        from stylegen.editing.mixing import save_ws_file
 
         save_ws_file(
             outdir / "ws.npz",
@@ -91,7 +91,7 @@ def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, 
     """
     import torch
 
-    from stylegen.mixing import ws_from_seeds
+    from stylegen.editing.mixing import ws_from_seeds
 
     images, all_ws = [], []
     starts = range(0, len(seeds), batch)

@@ -8,8 +8,8 @@ import time
 import click
 
 from stylegen.cli.common import CLIError, library_errors
-from stylegen.dataset import RESIZE_MODES
-from stylegen.train_config import PRESETS, TrainConfig
+from stylegen.training.dataset import RESIZE_MODES
+from stylegen.training.config import PRESETS, TrainConfig
 
 
 def _progress_line(total_kimg: float):
@@ -117,9 +117,9 @@ def train(device, quiet, kimg, **kw):
 
     Example: stylegen train --data fashion.zip --outdir runs/fashion --cfg cpu32 --kimg 50
     """
-    from stylegen import distributed
-    from stylegen.train import TrainingDiverged
-    from stylegen.train import train as run
+    from stylegen.training import distributed
+    from stylegen.training.loop import TrainingDiverged
+    from stylegen.training.loop import train as run
 
     cfg = TrainConfig(kimg=kimg, **kw)
     dist = distributed.init(device)
@@ -147,7 +147,7 @@ def dataset(src, dest, resolution, resize, skip_bad, cond):
 
     Example: stylegen dataset photos/ photos64.zip --resolution 64 --resize center-crop
     """
-    from stylegen.dataset import DatasetOptions, ImageDataset, write_zip
+    from stylegen.training.dataset import DatasetOptions, ImageDataset, write_zip
 
     if not dest.endswith(".zip"):
         raise CLIError(f"DEST {dest!r} must end in .zip")

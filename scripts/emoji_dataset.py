@@ -20,7 +20,7 @@ the rest (sequences this font does not ligate, code points it lacks) are counted
 so the font, not this file, decides which of the generated candidates exist. Every set then goes
 through the same pipeline: crop to the alpha bounding box, composite on white, pad to a square
 with white, resize with LANCZOS; pixel-identical glyphs are kept once. The zip is NVIDIA's
-dataset layout written by `stylegen.dataset.write_image_zip`, with `provenance.json` inside
+dataset layout written by `stylegen.training.dataset.write_image_zip`, with `provenance.json` inside
 (font, Debian package version, licence, renderer versions, the code points of every image).
 """
 
@@ -40,7 +40,7 @@ from pathlib import Path
 import PIL
 from PIL import Image, ImageDraw, ImageFont, features
 
-from stylegen.dataset import write_image_zip
+from stylegen.training.dataset import write_image_zip
 
 FONT_PATH = Path("/usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")
 FONT_PACKAGE = "fonts-noto-color-emoji"

@@ -3,7 +3,7 @@
     python scripts/export_bundled.py RUN/network-snapshot-000200.000.pkl people \\
         --command "stylegen train --data ... (the exact command)" [--parent people]
 
-Writes stylegen/models/<file of NAME in stylegen.bundled.BUNDLED>: only G_ema (float32, no D,
+Writes stylegen/models/<file of NAME in stylegen.formats.bundled.BUNDLED>: only G_ema (float32, no D,
 no optimizer state), plus an 'extra' record: model name, kimg, the run's training options
 (config.json beside the snapshot), the dataset's provenance summary (the zip's
 provenance.json: font sha256, Debian package version, licence) and the licence of the weights.
@@ -20,7 +20,7 @@ import zipfile
 from pathlib import Path
 
 import stylegen
-from stylegen import bundled
+from stylegen.formats import bundled
 
 WEIGHTS_LICENCE = (
     "trained on images rendered from Noto Color Emoji (Copyright Google Inc., SIL Open Font "

@@ -7,15 +7,15 @@ import os
 # set before torch is first imported; users can override it with THP_MEM_ALLOC_ENABLE=0.
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
-from stylegen.bundled import default_network
-from stylegen.generator import (
+from stylegen.formats.bundled import default_network
+from stylegen.networks.generator import (
     Generator,
     GeneratorConfig,
     seed_to_z,
     to_uint8,
     ws_resolution,
 )
-from stylegen.snapshot import (
+from stylegen.formats.snapshot import (
     NetworkLoadError,
     load_network,
     load_snapshot,

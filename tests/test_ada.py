@@ -1,10 +1,10 @@
-"""The ADA controller (stylegen.ada.AdaptiveP): step size and clamping, convergence on a toy
+"""The ADA controller (stylegen.training.ada.AdaptiveP): step size and clamping, convergence on a toy
 discriminator, exact resume from its state dict."""
 
 import pytest
 import torch
 
-from stylegen.ada import AdaptiveP
+from stylegen.training.ada import AdaptiveP
 
 
 def gen(seed: int) -> torch.Generator:

@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from stylegen import augment, resample
-from stylegen.augment import (
+from stylegen.training import augment, resample
+from stylegen.training.augment import (
     AUGMENT_PRESETS,
     BLIT,
     COLOR,
@@ -19,7 +19,7 @@ from stylegen.augment import (
     sample_geometry,
 )
 from stylegen.ops import upsample2d
-from stylegen.resample import lowpass_filter
+from stylegen.training.resample import lowpass_filter
 
 from tolerances import GRADCHECK
 

@@ -15,7 +15,7 @@ from cli_helpers import library_images, ok, png, usage_error
 from PIL import Image
 
 import stylegen
-from stylegen import bundled
+from stylegen.formats import bundled
 
 # Fixtures, bound by name so pytest finds them here.
 _ref_ops = cli_helpers._ref_ops
@@ -50,7 +50,7 @@ def test_every_bundled_network_is_installed_and_loads():
 
 
 def test_faces_is_fine_tuned_from_people_so_layers_can_be_swapped():
-    from stylegen import mixing
+    from stylegen.editing import mixing
 
     G_people = stylegen.load_network(bundled.bundled_path("people"))
     G_faces = stylegen.load_network(bundled.bundled_path("faces"))

@@ -12,7 +12,7 @@ from cli_helpers import OFFICIAL, OFFICIAL_REF, REPO, library_images, ok, png, u
 from PIL import Image
 
 import stylegen
-from stylegen import images
+from stylegen.formats import images
 from stylegen.cli import common
 from stylegen.cli.main import help_texts
 

@@ -8,7 +8,7 @@ import torch
 from cli_helpers import ok, png, usage_error
 
 import stylegen
-from stylegen import mixing
+from stylegen.editing import mixing
 
 _ref_ops = cli_helpers._ref_ops
 nets = cli_helpers.nets

@@ -75,8 +75,8 @@ def test_generator_call_matches_fixture(compat_dir, reference):
 
 def test_fixture_discriminator_loads_for_fine_tuning(compat_dir):
     """NVIDIA's D rebuilds as our Discriminator with every weight, and runs."""
-    from stylegen.discriminator import Discriminator
-    from stylegen.nvidia_pickle import collect_state, read_records
+    from stylegen.networks.discriminator import Discriminator
+    from stylegen.formats.nvidia import collect_state, read_records
 
     D = load_network(compat_dir / "official_small.pkl", which="D")
     assert isinstance(D, Discriminator) and D.img_resolution == 32 and D.img_channels == 3

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from stylegen.dataset import DatasetError, DatasetOptions, ImageDataset, resize_image, write_zip
+from stylegen.training.dataset import DatasetError, DatasetOptions, ImageDataset, resize_image, write_zip
 
 
 def _save(path, size=(8, 8), mode="RGB", value=0):

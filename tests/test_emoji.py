@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFont, features
 
-from stylegen.dataset import ImageDataset
+from stylegen.training.dataset import ImageDataset
 
 REPO = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("emoji_dataset", REPO / "scripts" / "emoji_dataset.py")

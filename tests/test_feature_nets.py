@@ -23,10 +23,10 @@ from torchvision.models import inception as tvi
 from torchvision.models import vgg
 
 import stylegen
-from stylegen import perceptual
+from stylegen.metrics import perceptual
 from stylegen.cli.main import main
 from stylegen.metrics import features, ppl
-from stylegen.weights import MissingWeightsError, find_weights
+from stylegen.metrics.weights import MissingWeightsError, find_weights
 
 
 def _no_network(*args, **kwargs):

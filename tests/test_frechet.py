@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stylegen.frechet import feature_stats, frechet_distance
+from stylegen.metrics.frechet import feature_stats, frechet_distance
 
 
 def test_identical_gaussians_are_zero():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-import stylegen.synthesis as synthesis_module
+import stylegen.networks.synthesis as synthesis_module
 from stylegen import Generator, GeneratorConfig, seed_to_z, to_uint8, ws_resolution
 
 

@@ -1,4 +1,4 @@
-"""stylegen.mixing: level/split resolution, ws mixing, layer swapping."""
+"""stylegen.editing.mixing: level/split resolution, ws mixing, layer swapping."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 from cli_helpers import tiny
 
-from stylegen import mixing
+from stylegen.editing import mixing
 
 _ref_ops = cli_helpers._ref_ops
 

@@ -14,10 +14,10 @@ import torch
 from PIL import Image
 
 from stylegen import load_network, load_snapshot
-from stylegen.distributed import Dist
-from stylegen.losses import LossConfig, StyleGAN2Loss
-from stylegen.train import TrainingDiverged, setup, train, train_step
-from stylegen.train_config import PRESETS, Preset, TrainConfig
+from stylegen.training.distributed import Dist
+from stylegen.training.losses import LossConfig, StyleGAN2Loss
+from stylegen.training.loop import TrainingDiverged, setup, train, train_step
+from stylegen.training.config import PRESETS, Preset, TrainConfig
 
 from ops_helpers import plugin_or_skip
 

@@ -21,8 +21,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegen.atomic import atomic_path
-from stylegen.dataset import DatasetError, _Source, _to_array
+from stylegen.formats.atomic import atomic_path
+from stylegen.training.dataset import DatasetError, _Source, _to_array
 from stylegen.metrics.features import FeatureNet
 
 CACHE_VERSION = 1

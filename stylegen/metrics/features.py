@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stylegen import perceptual
-from stylegen.weights import MissingWeightsError, WeightsSpec, file_sha256, find_weights, load_state_dict
+from stylegen.metrics import perceptual
+from stylegen.metrics.weights import MissingWeightsError, WeightsSpec, file_sha256, find_weights, load_state_dict
 
 INCEPTION = WeightsSpec(
     what="Inception-v3 2015-12-05 weights (FID)",

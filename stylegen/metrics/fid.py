@@ -1,6 +1,6 @@
 """Frechet distance of feature sets: FID (Heusel et al. 2017) on Inception-v3 pool3 features.
 
-The maths lives in `stylegen.frechet`; this file only fits the Gaussians to two feature sets.
+The maths lives in `stylegen.metrics.frechet`; this file only fits the Gaussians to two feature sets.
 The number is an FID, comparable with published ones, only for the 2015-12-05 Inception
 weights, 50k generated images and the full dataset (`fid50k_full`); with other features (e.g.
 `fd_effnet_lite0`) it is a Frechet distance in that network's feature space.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from stylegen.frechet import feature_stats, frechet_distance
+from stylegen.metrics.frechet import feature_stats, frechet_distance
 
 
 def frechet_of_features(gen_features: np.ndarray, real_features: np.ndarray) -> float:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from stylegen.perceptual import PerceptualDistance
+from stylegen.metrics.perceptual import PerceptualDistance
 
 
 def _randomize_noise(G: torch.nn.Module, gen: torch.Generator) -> None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from stylegen import perceptual
-from stylegen.dataset import DatasetError, load_labels
-from stylegen.generator import to_uint8
+from stylegen.metrics import perceptual
+from stylegen.training.dataset import DatasetError, load_labels
+from stylegen.networks.generator import to_uint8
 from stylegen.metrics import METRICS, MetricSpec, dataset_stats, features, fid, kid, ppl, pr
 
 OFFLINE_PPL = "or use the offline metric ppl2_wend_effnet_lite0"

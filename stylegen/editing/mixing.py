@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stylegen.atomic import atomic_path
-from stylegen.generator import ws_resolution
+from stylegen.formats.atomic import atomic_path
+from stylegen.networks.generator import ws_resolution
 
 # Level name -> inclusive range of resolutions (None = no upper limit).
 LEVELS: dict[str, tuple[int, int | None]] = {
@@ -229,7 +229,7 @@ def save_ws_file(
     """Write a ws file (docs/cli.md "ws.npz") atomically: ws float32 [N, num_ws, w_dim], seeds
     int64 [N] (-1: no seed; the default), the truncation and class used (-1 = none), the file
     name and sha256 of the `network` file that made them (when given), and `extra` arrays."""
-    from stylegen.weights import file_sha256
+    from stylegen.metrics.weights import file_sha256
 
     n = ws.shape[0]
     arrays = {

@@ -1,7 +1,7 @@
 """Network snapshots: our format (config dicts + state dicts, `torch.save`) and NVIDIA's pickles.
 
 Loading never runs code from the file: ours are read with `torch.load(weights_only=True)`,
-NVIDIA's with the restricted unpickler of `stylegen.nvidia_pickle`.
+NVIDIA's with the restricted unpickler of `stylegen.formats.nvidia`.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from stylegen.atomic import atomic_path
-from stylegen.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.generator import Generator, GeneratorConfig
+from stylegen.formats.atomic import atomic_path
+from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
+from stylegen.networks.generator import Generator, GeneratorConfig
 
 FORMAT = "stylegen"
 VERSION = 1
@@ -139,29 +139,29 @@ def network_from_snapshot(data: dict, which: str, path) -> Generator | Discrimin
 
 
 def _load_nvidia(path: Path, which: str) -> Generator | Discriminator:
-    from stylegen import nvidia_pickle
+    from stylegen.formats import nvidia
 
     try:
         with open(path, "rb") as f:
-            data = nvidia_pickle.read_records(f)
-    except nvidia_pickle.RefusedGlobal as e:
+            data = nvidia.read_records(f)
+    except nvidia.RefusedGlobal as e:
         raise NetworkLoadError(path, str(e)) from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RuntimeError, AttributeError) as e:
         raise NetworkLoadError(path, f"corrupt or truncated pickle ({type(e).__name__}: {_first_line(e)})") from None
     except (IndexError, KeyError, MemoryError, OverflowError) as e:
         raise NetworkLoadError(path, f"corrupt pickle ({type(e).__name__})") from None
-    if isinstance(data, nvidia_pickle.Record):
+    if isinstance(data, nvidia.Record):
         data = {"G_ema": data}  # a bare network object
-    if not isinstance(data, dict) or not any(isinstance(data.get(k), nvidia_pickle.Record) for k in NETWORKS):
+    if not isinstance(data, dict) or not any(isinstance(data.get(k), nvidia.Record) for k in NETWORKS):
         raise NetworkLoadError(path, f"not a network pickle (got {_describe(data)})")
     rec = data.get(which)
-    if not isinstance(rec, nvidia_pickle.Record):
-        have = [k for k in NETWORKS if isinstance(data.get(k), nvidia_pickle.Record)]
+    if not isinstance(rec, nvidia.Record):
+        have = [k for k in NETWORKS if isinstance(data.get(k), nvidia.Record)]
         raise NetworkLoadError(path, f"pickle has no '{which}' network (has: {', '.join(have)})")
     try:
         if which == "D":
-            return nvidia_pickle.discriminator_from_record(rec)
-        return nvidia_pickle.generator_from_record(rec)
+            return nvidia.discriminator_from_record(rec)
+        return nvidia.generator_from_record(rec)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise NetworkLoadError(path, f"'{which}' cannot be rebuilt: {_first_line(e)}") from None
 

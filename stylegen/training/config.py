@@ -98,7 +98,7 @@ class TrainConfig:
     gamma: float | None = None  # R1 weight (default: the preset's)
     aug: str = "ada"  # ada | fixed | none
     aug_p: float = 0.0  # initial (ada) or fixed (fixed) augmentation probability
-    aug_preset: str = "bgc"  # which transforms (stylegen.augment.AUGMENT_PRESETS)
+    aug_preset: str = "bgc"  # which transforms (stylegen.training.augment.AUGMENT_PRESETS)
     ada_target: float = 0.6  # target of E[sign(D(real))]
     ada_interval: int = 4  # adjust p every this many minibatches
     ada_kimg: float = 500.0  # p can go 0 -> 1 in this many kimg

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from stylegen.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.generator import Generator, GeneratorConfig
+from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
+from stylegen.networks.generator import Generator, GeneratorConfig
 
 
 class Record(NamedTuple):

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import torch
 
-from stylegen.dataset import ImageDataset
-from stylegen.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.generator import Generator, GeneratorConfig
-from stylegen.snapshot import NetworkLoadError, load_network, load_snapshot, network_from_snapshot
-from stylegen.train_config import TrainConfig
+from stylegen.training.dataset import ImageDataset
+from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
+from stylegen.networks.generator import Generator, GeneratorConfig
+from stylegen.formats.snapshot import NetworkLoadError, load_network, load_snapshot, network_from_snapshot
+from stylegen.training.config import TrainConfig
 
 
 @dataclass
@@ -127,7 +127,7 @@ def make_optimizers(cfg: TrainConfig, G, D) -> tuple[torch.optim.Adam, torch.opt
 def make_augment(cfg: TrainConfig):
     if cfg.aug == "none":
         return None
-    from stylegen.augment import AUGMENT_PRESETS, AugmentPipe
+    from stylegen.training.augment import AUGMENT_PRESETS, AugmentPipe
 
     pipe = AugmentPipe(AUGMENT_PRESETS[cfg.aug_preset])
     pipe.p.fill_(cfg.aug_p)

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import stylegen
-from stylegen import mixing, perceptual, projector
+from stylegen.editing import mixing, projection
+from stylegen.metrics import perceptual
 from stylegen.cli.main import main
-from stylegen.images import to_numpy_images
+from stylegen.formats.images import to_numpy_images
 
 
 @pytest.fixture(autouse=True)
@@ -56,8 +57,8 @@ def test_projection_recovers_a_generated_image(make_generator, w_plus):
     G = make_generator(0)
     before = {k: v.clone() for k, v in G.state_dict().items()}
     target = seed_image(G, 5)
-    cfg = projector.ProjectConfig(num_steps=150, w_plus=w_plus, w_avg_samples=1000)
-    proj = projector.project(G, target, PixelDistance(), cfg)
+    cfg = projection.ProjectConfig(num_steps=150, w_plus=w_plus, w_avg_samples=1000)
+    proj = projection.project(G, target, PixelDistance(), cfg)
     assert proj.psnr > proj.psnr_start + 3, (proj.psnr_start, proj.psnr)
     assert proj.distance < 0.5 * proj.distance_start, (proj.distance_start, proj.distance)
     assert proj.ws.shape == (1, G.num_ws, G.w_dim)
@@ -81,14 +82,14 @@ def test_projection_recovers_a_generated_image(make_generator, w_plus):
 def test_projection_with_the_offline_distance(make_generator):
     G = make_generator(0)
     target = seed_image(G, 5)
-    cfg = projector.ProjectConfig(num_steps=40, w_avg_samples=500)
-    proj = projector.project(G, target, perceptual.load_distance("offline"), cfg)
+    cfg = projection.ProjectConfig(num_steps=40, w_avg_samples=500)
+    proj = projection.project(G, target, perceptual.load_distance("offline"), cfg)
     assert proj.psnr > proj.psnr_start + 1.5, (proj.psnr_start, proj.psnr)
 
 
 def test_schedules_follow_the_paper():
-    cfg = projector.ProjectConfig(num_steps=1000)
-    lrs = [projector.learning_rate(s, cfg) for s in range(1000)]
+    cfg = projection.ProjectConfig(num_steps=1000)
+    lrs = [projection.learning_rate(s, cfg) for s in range(1000)]
     assert lrs[0] == 0 and lrs[50] == pytest.approx(0.1) and max(lrs) == pytest.approx(0.1)
     assert lrs[25] == pytest.approx(0.05) and lrs[500] == pytest.approx(0.1)
     assert lrs[875] == pytest.approx(0.05, abs=1e-3) and lrs[999] < 1e-3  # cosine ramp-down
@@ -99,9 +100,9 @@ def test_noise_regularization_prefers_white_noise():
     white = torch.randn(32, 32)
     smooth = torch.nn.functional.interpolate(torch.randn(1, 1, 8, 8), size=32, mode="bilinear")[0, 0]
     smooth = (smooth - smooth.mean()) / smooth.std()
-    assert projector.noise_regularization([white]) < 0.01 * projector.noise_regularization([smooth])
+    assert projection.noise_regularization([white]) < 0.01 * projection.noise_regularization([smooth])
     # Hand case: a constant map has autocorrelation 1 at every shift and scale (32, 16, 8: 3 x 2 terms).
-    assert float(projector.noise_regularization([torch.ones(32, 32)])) == pytest.approx(6)
+    assert float(projection.noise_regularization([torch.ones(32, 32)])) == pytest.approx(6)
 
 
 def test_w_stats():
@@ -119,7 +120,7 @@ def test_w_stats():
             self.mapping = Mapping()
             self.p = torch.nn.Parameter(torch.zeros([]))
 
-    w_avg, w_std = projector.w_stats(G(), 10000)
+    w_avg, w_std = projection.w_stats(G(), 10000)
     assert w_avg.shape == (1, 1, 4) and float(w_avg.abs().max()) < 0.05
     assert w_std == pytest.approx(2, rel=0.02)
 
@@ -128,23 +129,23 @@ def test_load_target_crops_resizes_and_converts(tmp_path):
     wide = np.zeros([40, 80, 3], np.uint8)
     wide[:, 20:60] = [255, 0, 0]  # the centred square is pure red; the sides are black
     Image.fromarray(wide).save(tmp_path / "wide.png")
-    t = projector.load_target(tmp_path / "wide.png", 16, 3)
+    t = projection.load_target(tmp_path / "wide.png", 16, 3)
     assert t.shape == (3, 16, 16) and t.dtype == torch.uint8
     assert int(t[0].min()) >= 250 and int(t[1:].max()) <= 5
-    gray = projector.load_target(tmp_path / "wide.png", 8, 1)
+    gray = projection.load_target(tmp_path / "wide.png", 8, 1)
     assert gray.shape == (1, 8, 8) and abs(int(gray[0, 4, 4]) - 76) <= 2  # luminance of red
     Image.fromarray(np.full([10, 10], 128, np.uint8)).save(tmp_path / "gray.png")
-    rgb = projector.load_target(tmp_path / "gray.png", 16, 3)
+    rgb = projection.load_target(tmp_path / "gray.png", 16, 3)
     assert rgb.shape == (3, 16, 16) and torch.all(rgb == 128)
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match="bad.png: not a readable image"):
-        projector.load_target(tmp_path / "bad.png", 16, 3)
+        projection.load_target(tmp_path / "bad.png", 16, 3)
 
 
 def test_projection_refuses_conditional_networks(make_generator):
     G = make_generator(0, c_dim=3)
     with pytest.raises(ValueError, match="conditional"):
-        projector.project(G, torch.zeros([3, 16, 16], dtype=torch.uint8), PixelDistance())
+        projection.project(G, torch.zeros([3, 16, 16], dtype=torch.uint8), PixelDistance())
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from stylegen.layers import FullyConnectedLayer, normalize_2nd_moment
+from stylegen.networks.layers import FullyConnectedLayer, normalize_2nd_moment
 
 
 class MappingNetwork(torch.nn.Module):

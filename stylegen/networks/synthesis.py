@@ -10,7 +10,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from stylegen.layers import FullyConnectedLayer, fold_up2_weight, modconv_frozen, modulated_conv2d
+from stylegen.networks.layers import FullyConnectedLayer, fold_up2_weight, modconv_frozen, modulated_conv2d
 from stylegen.ops import bias_act, setup_filter, upsample2d
 
 NOISE_MODES = ("random", "const", "none")

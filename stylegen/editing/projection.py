@@ -21,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from stylegen.atomic import atomic_path
-from stylegen.dataset import _to_array, resize_image
-from stylegen.images import make_grid, save_png, to_numpy_images
-from stylegen.mixing import save_ws_file
-from stylegen.perceptual import PerceptualDistance
+from stylegen.formats.atomic import atomic_path
+from stylegen.training.dataset import _to_array, resize_image
+from stylegen.formats.images import make_grid, save_png, to_numpy_images
+from stylegen.editing.mixing import save_ws_file
+from stylegen.metrics.perceptual import PerceptualDistance
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ def project(
 ) -> Projection:
     """Find ws (and noise maps) whose image matches target uint8 [C, R, R] under `distance`.
 
-    distance.embed(img) / distance.distance(e0, e1) (see `stylegen.perceptual`), or any callable
+    distance.embed(img) / distance.distance(e0, e1) (see `stylegen.metrics.perceptual`), or any callable
     distance(img0, img1) -> [N], on images in ~[-1, 1]. G is left unchanged (a copy's noise
     buffers are optimised). progress(step, loss) is called after each step.
     """

@@ -2,7 +2,7 @@
 filter, exact pixel blits for pixel permutations, and alias-free 2x resampling of images through
 per-image inverse 3x3 homogeneous matrices, with symmetric-reflection borders throughout.
 
-`stylegen.augment` draws the matrices; this module applies them.
+`stylegen.training.augment` draws the matrices; this module applies them.
 """
 
 from __future__ import annotations

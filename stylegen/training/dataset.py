@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegen.atomic import atomic_path
+from stylegen.formats.atomic import atomic_path
 
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 RESIZE_MODES = ("center-crop", "pad", "stretch")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from stylegen.layers import FullyConnectedLayer, normalize_2nd_moment
+from stylegen.networks.layers import FullyConnectedLayer, normalize_2nd_moment
 from stylegen.ops import ACTIVATIONS, bias_act, setup_filter, upfirdn2d
 
 

@@ -5,7 +5,7 @@ Every image the discriminator sees (real or generated) goes through `AugmentPipe
 runs on each image independently with probability p * multiplier_k; its parameters are drawn
 from the paper's distributions. Geometric transforms compose into one 3x3 homogeneous matrix per
 image and color transforms into one 4x4 matrix, so each family costs a single resampling or a
-single matmul however many transforms fired. `stylegen.ada.AdaptiveP` moves p so that the overfitting
+single matmul however many transforms fired. `stylegen.training.ada.AdaptiveP` moves p so that the overfitting
 heuristic r_t = E[sign(D(real))] stays near its target (sec. 3).
 
 Randomness: every draw comes from the `generator` passed to `AugmentPipe.forward` (a
@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from stylegen.resample import apply_geometry, lowpass_filter
+from stylegen.training.resample import apply_geometry, lowpass_filter
 
 __all__ = ["AUGMENT_PRESETS", "AugmentConfig", "AugmentPipe", "apply_color", "sample_color", "sample_geometry"]
 
@@ -210,7 +210,7 @@ def _rotate_about(v: torch.Tensor, theta: torch.Tensor, rgb: torch.Tensor) -> to
     return torch.eye(4, dtype=v.dtype, device=v.device) + (cos - 1) * rgb + sin * k + (1 - cos) * torch.outer(v, v)
 
 
-# --- Applying the color matrix (the geometric one: stylegen.resample) -----------------------------
+# --- Applying the color matrix (the geometric one: stylegen.training.resample) -----------------------------
 
 
 def apply_color(images: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
@@ -245,7 +245,7 @@ class AugmentPipe(torch.nn.Module):
 
     Geometric transforms first (one 3x3 matrix per image, one resampling), then color (one 4x4
     matrix per image, one matmul). `p` is a scalar buffer: set it with `pipe.p.fill_(value)`,
-    or let `stylegen.ada.AdaptiveP` drive it. With p = 0 the input tensor itself is returned. 1-channel
+    or let `stylegen.training.ada.AdaptiveP` drive it. With p = 0 the input tensor itself is returned. 1-channel
     images are gray: hue and saturation leave them as they are, a luma flip negates them.
     """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 # name -> (file in stylegen/models/, one-line description)
 BUNDLED: dict[str, tuple[str, str]] = {

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from stylegen import distributed
-from stylegen.ada import AdaptiveP
-from stylegen.dataset import DatasetOptions, ImageDataset
-from stylegen.discriminator import Discriminator
-from stylegen.generator import Generator
-from stylegen.losses import LossConfig, StyleGAN2Loss
-from stylegen.train_config import TrainConfig
-from stylegen.train_setup import build_networks, make_augment, make_optimizers, restore
-from stylegen.train_snapshot import SnapshotWriter
+from stylegen.training import distributed
+from stylegen.training.ada import AdaptiveP
+from stylegen.training.dataset import DatasetOptions, ImageDataset
+from stylegen.networks.discriminator import Discriminator
+from stylegen.networks.generator import Generator
+from stylegen.training.losses import LossConfig, StyleGAN2Loss
+from stylegen.training.config import TrainConfig
+from stylegen.training.setup import build_networks, make_augment, make_optimizers, restore
+from stylegen.training.snapshots import SnapshotWriter
 
 
 class TrainingDiverged(RuntimeError):

@@ -4,7 +4,7 @@ LPIPS (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features as a 
 Metric", eq. 1): d(x0, x1) = sum_l mean_hw || w_l * (f_l(x0) - f_l(x1)) ||^2 over unit-normalised
 VGG16 activations f_l (relu1_2 ... relu5_3) with learned non-negative channel weights w_l. The
 `lpips` package ships the w_l (a few KB); the VGG16 ImageNet trunk is torchvision's
-`vgg16-397923af.pth` (528 MB), which is never downloaded here: see `stylegen.weights`.
+`vgg16-397923af.pth` (528 MB), which is never downloaded here: see `stylegen.metrics.weights`.
 
 Both distances split into `embed(img)` (a list of per-layer tensors) and `distance(e0, e1)`, so
 a fixed image (the projection target) is embedded once: because w_l >= 0, each layer's term is
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stylegen.weights import MissingWeightsError, WeightsSpec, find_weights, load_state_dict
+from stylegen.metrics.weights import MissingWeightsError, WeightsSpec, find_weights, load_state_dict
 
 VGG16 = WeightsSpec(
     what="VGG16 ImageNet weights (torchvision VGG16_Weights.IMAGENET1K_V1)",

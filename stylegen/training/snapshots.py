@@ -10,11 +10,11 @@ from pathlib import Path
 
 import torch
 
-from stylegen import distributed
-from stylegen.atomic import atomic_path
-from stylegen.images import make_grid, save_png, to_numpy_images
-from stylegen.snapshot import save_network
-from stylegen.train_setup import newest_snapshot
+from stylegen.training import distributed
+from stylegen.formats.atomic import atomic_path
+from stylegen.formats.images import make_grid, save_png, to_numpy_images
+from stylegen.formats.snapshot import save_network
+from stylegen.training.setup import newest_snapshot
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from stylegen.atomic import atomic_path
-from stylegen.generator import to_uint8
+from stylegen.formats.atomic import atomic_path
+from stylegen.networks.generator import to_uint8
 
 
 def to_numpy_images(img: torch.Tensor) -> np.ndarray:

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from stylegen.mapping import MappingNetwork
-from stylegen.synthesis import SynthesisNetwork
+from stylegen.networks.mapping import MappingNetwork
+from stylegen.networks.synthesis import SynthesisNetwork
 
 ARCHITECTURES = ("skip",)
 

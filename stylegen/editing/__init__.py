@@ -1,0 +1,1 @@
+"""Editing generated and real images: style mixing, layer swapping, projection."""

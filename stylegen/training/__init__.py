@@ -1,0 +1,1 @@
+"""Training: config and presets, setup, the loop, losses, augmentation (ADA), datasets, snapshots."""
