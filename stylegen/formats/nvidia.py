@@ -1,110 +1,27 @@
 """Reading NVIDIA's StyleGAN2(-ADA) network pickles without running any code from them.
 
-A restricted unpickler allows only the globals listed in `compat/FORMAT.md`; each persistent
-network object becomes a plain `Record(class_name, state)`, and `module_src` is never looked at.
-Our Generator is then rebuilt from the top record's `_init_kwargs` and the collected tensors.
+The restricted unpickler of `stylegen.formats.nvidia_pickle` allows only the globals a real file
+holds (docs/formats.md, "NVIDIA network pickles"), lets BUILD touch only objects it created and
+refuses allocations larger than the file; each persistent network object becomes a plain
+`Record(class_name, state)`, and `module_src` is never looked at. Our Generator is then rebuilt
+from the top record's `_init_kwargs` and the collected tensors.
 """
 
 from __future__ import annotations
 
-import collections
-import io
-import pickle
-from typing import Any, NamedTuple
-
-import numpy as np
 import torch
 
+from stylegen.formats.nvidia_pickle import (  # noqa: F401  (re-exported: the reader's public names)
+    ALLOWED,
+    EasyDict,
+    Record,
+    Refused,
+    RefusedGlobal,
+    RestrictedUnpickler,
+    read_records,
+)
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import Generator, GeneratorConfig
-
-
-class Record(NamedTuple):
-    """A network object of the pickle, as data: its class name and its `__dict__`."""
-
-    class_name: str
-    state: dict
-
-
-class RefusedGlobal(pickle.UnpicklingError):
-    """The pickle references a global that is not on the allow-list."""
-
-
-def _reconstruct_persistent_obj(meta: dict) -> Record:
-    # Replaces torch_utils.persistence._reconstruct_persistent_obj: module_src is ignored.
-    if not isinstance(meta, dict) or meta.get("type") != "class" or not isinstance(meta.get("state"), dict):
-        raise pickle.UnpicklingError("malformed persistent object (expected type 'class' with a state dict)")
-    return Record(str(meta.get("class_name")), meta["state"])
-
-
-def _load_from_bytes(b: bytes):
-    # Replaces torch.storage._load_from_bytes: the payload is a torch.save byte string.
-    return torch.load(io.BytesIO(b), weights_only=True)
-
-
-class EasyDict(dict):
-    """Stands in for dnnlib.util.EasyDict: a plain dict (pickle rebuilds it with NEWOBJ + items)."""
-
-
-_np_core = getattr(np, "_core", None) or np.core
-_NUMPY = {
-    "_reconstruct": _np_core.multiarray._reconstruct,
-    "scalar": _np_core.multiarray.scalar,
-}
-_STORAGES = [
-    "FloatStorage",
-    "DoubleStorage",
-    "HalfStorage",
-    "BFloat16Storage",
-    "LongStorage",
-    "IntStorage",
-    "ShortStorage",
-    "CharStorage",
-    "ByteStorage",
-    "BoolStorage",
-    "UntypedStorage",
-]
-
-ALLOWED: dict[tuple[str, str], Any] = {
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-    ("dnnlib.util", "EasyDict"): EasyDict,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): torch._utils._rebuild_parameter,
-    ("torch._utils", "_rebuild_parameter_with_state"): torch._utils._rebuild_parameter_with_state,
-    ("torch.storage", "_load_from_bytes"): _load_from_bytes,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
-    ("builtins", "set"): set,
-    ("builtins", "frozenset"): frozenset,
-    ("builtins", "slice"): slice,
-    ("builtins", "complex"): complex,
-    ("builtins", "bytearray"): bytearray,
-}
-for _mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
-    for _name, _fn in _NUMPY.items():
-        ALLOWED[(_mod, _name)] = _fn
-for _name in _STORAGES:
-    ALLOWED[("torch", _name)] = getattr(torch, _name)
-
-
-class RestrictedUnpickler(pickle.Unpickler):
-    """pickle.Unpickler that resolves only ALLOWED globals and refuses everything else."""
-
-    def find_class(self, module: str, name: str):
-        fn = ALLOWED.get((module, name))
-        if fn is None:
-            raise RefusedGlobal(f"refused global '{module}.{name}' (not a network pickle global)")
-        return fn
-
-    def persistent_load(self, pid):
-        raise pickle.UnpicklingError(f"tensor data stored outside the pickle (persistent id {str(pid)[:80]})")
-
-
-def read_records(f) -> Any:
-    """Unpickle an NVIDIA network pickle from a binary file object into plain data + Records."""
-    return RestrictedUnpickler(f).load()
-
 
 # ---------------------------------------------------------------------------------------------
 # Rebuilding our Generator from a Generator record.

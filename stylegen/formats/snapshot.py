@@ -1,7 +1,8 @@
 """Network snapshots: our format (config dicts + state dicts, `torch.save`) and NVIDIA's pickles.
 
-Loading never runs code from the file: ours are read with `torch.load(weights_only=True)`,
-NVIDIA's with the restricted unpickler of `stylegen.formats.nvidia`.
+Loading never runs code from the file and never changes anything outside the objects it builds:
+ours are read with `torch.load(weights_only=True)`, NVIDIA's with the restricted unpickler of
+`stylegen.formats.nvidia_pickle`. Both formats are described in docs/formats.md.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from typing import Any
 
 import torch
 
+from stylegen.errors import StylegenError
 from stylegen.formats.atomic import atomic_path
+from stylegen.formats.guarded_unpickler import describe_weights_only_error
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import Generator, GeneratorConfig
 
@@ -22,7 +25,7 @@ VERSION = 1
 NETWORKS = ("G", "G_ema", "D")
 
 
-class NetworkLoadError(ValueError):
+class NetworkLoadError(StylegenError, ValueError):
     """A network file cannot be loaded; the message is one line naming the file and the problem."""
 
     def __init__(self, path, problem: str):
@@ -91,7 +94,11 @@ def load_snapshot(path) -> dict:
         raise NetworkLoadError(path, "truncated or corrupt torch file (its zip directory is missing)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):  # torch refused a global: say which, in one line
+            raise NetworkLoadError(path, describe_weights_only_error(e)) from None
+        raise NetworkLoadError(path, f"corrupt or truncated torch file ({_first_line(e)})") from None
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError) as e:
         raise NetworkLoadError(path, f"corrupt or truncated torch file ({_first_line(e)})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise NetworkLoadError(path, f"not a stylegen snapshot (got {_describe(data)})")
@@ -144,8 +151,8 @@ def _load_nvidia(path: Path, which: str) -> Generator | Discriminator:
     try:
         with open(path, "rb") as f:
             data = nvidia.read_records(f)
-    except nvidia.RefusedGlobal as e:
-        raise NetworkLoadError(path, str(e)) from None
+    except nvidia.Refused as e:  # the file asks for something a network file never needs
+        raise NetworkLoadError(path, str(e) if str(e).startswith("refused") else f"refused: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RuntimeError, AttributeError) as e:
         raise NetworkLoadError(path, f"corrupt or truncated pickle ({type(e).__name__}: {_first_line(e)})") from None
     except (IndexError, KeyError, MemoryError, OverflowError) as e:
