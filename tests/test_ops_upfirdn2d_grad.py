@@ -111,6 +111,40 @@ def test_adjoint_identity(impl, config):
     assert_close(g, at_y, "upfirdn2d", "ref_cpu_grad")
 
 
+# ------------------------------------------------------------------------------------------------
+# No gradient w.r.t. f, on every impl: f is detached (f.grad stays None), never an error
+
+FILTERS = [
+    torch.tensor([1.0, 3.0, 3.0, 1.0]),  # short separable: the plugins take its outer product
+    torch.tensor([1.0, -2.0, 3.0, 0.5, 1.5, 2.0]),  # long separable: two 1-D passes
+    torch.tensor([[1.0, 2.0, 0.5], [0.0, -1.0, 3.0]]),  # 2-D
+]
+
+
+@pytest.mark.parametrize("f", FILTERS, ids=["sep4", "sep6", "2d"])
+def test_filter_gets_no_gradient(impl, f):
+    f = f.clone().requires_grad_(True)
+    x = randn([2, 3, 6, 5], seed=71, dtype=F64).requires_grad_(True)
+    y = upfirdn2d(x, f, up=2, down=(1, 2), padding=2, impl=impl)
+    (y * randn(y.shape, seed=72)).sum().backward()
+    assert f.grad is None
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    # Second order: the double backward does not reach f either.
+    x2 = x.detach().requires_grad_(True)
+    (gx,) = torch.autograd.grad(upfirdn2d(x2, f, down=2, padding=3, impl=impl).square().sum(), [x2], create_graph=True)
+    gx.sum().backward()
+    assert f.grad is None and x2.grad is not None
+
+
+@pytest.mark.parametrize("f", FILTERS, ids=["sep4", "sep6", "2d"])
+def test_filter_alone_does_not_make_the_output_differentiable(impl, f):
+    # The same on every impl: a trainable f with a constant x gives a constant output.
+    y = upfirdn2d(randn([1, 2, 5, 5], seed=73, dtype=F64), f.clone().requires_grad_(True), up=2, impl=impl)
+    assert not y.requires_grad and y.grad_fn is None
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        y.sum().backward()
+
+
 @needs_cuda
 def test_gradcheck_cuda():
     plugin_or_skip("cuda")

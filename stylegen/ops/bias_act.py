@@ -45,7 +45,8 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     runs along. act: one of ACTIVATIONS. alpha: activation parameter (lrelu slope; default per
     activation). gain: output scale (default per activation, sqrt(2) for relu/lrelu/swish).
     clamp: clamp the output to [-clamp, clamp] (None = no clamp). impl: 'auto' | 'ref' | 'cpu' |
-    'cuda'. Returns a tensor shaped like x. Differentiable w.r.t. x and b, twice.
+    'cuda' (see stylegen/ops/_dispatch.py for what 'auto' picks). Returns a tensor shaped like
+    x. Differentiable w.r.t. x and b, twice.
     """
     if not isinstance(x, torch.Tensor) or not x.is_floating_point():
         raise TypeError(f"bias_act: x must be a floating-point tensor; got {type(x).__name__}")
@@ -66,7 +67,8 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     alpha = float(alpha if alpha is not None else spec.def_alpha)
     gain = float(gain if gain is not None else spec.def_gain)
     clamp = float(clamp if clamp is not None else -1)
-    plugin = resolve(impl, x, "bias_act")
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+    plugin = resolve(impl, x, "bias_act", needs_grad=needs_grad)
     if plugin is None:
         return _bias_act_ref(x, b, dim, spec, alpha, gain, clamp)
     # Make the layouts dense here, not inside the Function: a copy made in forward() would be
@@ -74,6 +76,10 @@ def bias_act(x, b=None, dim=1, act="linear", alpha=None, gain=None, clamp=None, 
     x = _dense(x)[0]
     if b is not None:
         b = b.to(x.dtype).contiguous()
+    if not needs_grad:
+        # Nothing to record: skip autograd.Function, whose fixed cost per call is several times
+        # that of the kernel on the mapping network's [N, 512] inputs.
+        return _plugin_forward(x, b, plugin, (dim, act, alpha, gain, clamp))
     return _BiasAct.apply(x, b, plugin, (dim, act, alpha, gain, clamp))
 
 
@@ -112,6 +118,15 @@ def _trivial(act: str, gain: float, clamp: float) -> bool:
     return act == "linear" and gain == 1 and clamp < 0
 
 
+def _plugin_forward(x: torch.Tensor, b: torch.Tensor | None, plugin, args) -> torch.Tensor:
+    """y of the plugin for a dense x and contiguous b (x itself when there is nothing to do)."""
+    dim, act, alpha, gain, clamp = args
+    if _trivial(act, gain, clamp) and b is None:
+        return x
+    bb = b if b is not None else _null(x)
+    return plugin.bias_act(x, bb, _null(x), _null(x), _null(x), 0, dim, ACTIVATIONS[act].index, alpha, gain, clamp)
+
+
 class _BiasAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, b, plugin, args):
@@ -119,9 +134,7 @@ class _BiasAct(torch.autograd.Function):
         spec = ACTIVATIONS[act]
         x, ctx.memory_format = _dense(x)
         bb = b.contiguous() if b is not None else _null(x)
-        y = x
-        if not _trivial(act, gain, clamp) or b is not None:
-            y = plugin.bias_act(x, bb, _null(x), _null(x), _null(x), 0, dim, spec.index, alpha, gain, clamp)
+        y = _plugin_forward(x, b.contiguous() if b is not None else None, plugin, args)
         need_x = "x" in spec.ref or spec.has_2nd_grad
         need_y = "y" in spec.ref or clamp >= 0  # the clamp's gradient mask reads y (even for linear)
         ctx.save_for_backward(x if need_x else _null(x), bb if need_x else _null(x), y if need_y else _null(x))

@@ -87,16 +87,20 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl="au
     None (identity). up / down: int or (x, y) factors >= 1. padding: int, (x, y) or
     (x0, x1, y0, y1); negative values crop. flip_filter: correlate instead of convolve.
     gain: overall output gain. impl: 'auto' | 'ref' | 'cpu' | 'cuda' (default from
-    $STYLEGEN_OPS). Returns [N, C, out_h, out_w] in x's dtype, out per axis
-    (in*up + pad0 + pad1 - taps) // down + 1. Differentiable w.r.t. x to any order (not f).
+    $STYLEGEN_OPS; see stylegen/ops/_dispatch.py for what 'auto' picks). Returns
+    [N, C, out_h, out_w] in x's dtype, out per axis (in*up + pad0 + pad1 - taps) // down + 1.
+    Differentiable w.r.t. x to any order. f is a constant on every impl: it is detached, so a
+    filter with requires_grad=True gets no gradient (f.grad stays None) and does not make the
+    output require grad.
     """
     upx, upy = _pair(up, "up")
     downx, downy = _pair(down, "down")
     padx0, padx1, pady0, pady1 = _parse_padding(padding)
     _check(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1)
-    if f is None:
-        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
-    plugin = resolve(impl, x, "upfirdn2d")
+    # No gradient w.r.t. f (NVIDIA's contract): the plugins' backward gives none, so the reference
+    # must not either, or a learnable filter would train on one impl and not on the other.
+    f = torch.ones([1, 1], dtype=torch.float32, device=x.device) if f is None else f.detach()
+    plugin = resolve(impl, x, "upfirdn2d", needs_grad=torch.is_grad_enabled() and x.requires_grad)
     args = (upx, upy, downx, downy, padx0, padx1, pady0, pady1, bool(flip_filter), float(gain))
     if plugin is None:
         return _upfirdn2d_ref(x, f, *args)
