@@ -1,48 +1,34 @@
-"""Generator sampling speed on the CPU: images/s, achieved GFLOP/s against the machine's conv peak.
+"""Generator sampling speed on the CPU, side by side with NVIDIA's code on the same weights.
 
-    python bench/generate.py [--out docs/benchmarks.md] [--reps 3] [--resolutions 256,64]
+    python bench/generate.py --nvidia-repo DIR [--out docs/benchmarks.md] [--reps 5]
+        [--workloads 256:16384:1,256:16384:8,256:32768:1] [--impls ref,cpu]
 
-Networks: z = w = 512, 8 mapping layers, channel_base 16384, channel_max 512, random weights
-(toRGB rescaled so images have std ~0.5, which makes the 1e-4 equality check meaningful);
-noise 'const', float32. Paths:
-  nvidia  NVIDIA's eval path: grouped conv (fused_modconv), transposed conv + FIR, no_grad
-  fast    our default under torch.inference_mode(): shared-weight conv with the activations
-          scaled before/after, up-sampling folded into one cached polyphase conv
-Each is run with the ops implementation 'ref' and, if the plugin builds, 'cpu'. The fast path's
-images must equal the nvidia path's within 1e-4 (max abs). GFLOP/s counts the conv, affine and
-mapping multiply-adds of the NVIDIA algorithm analytically (2 FLOP per MAC), so both paths are
-credited the same work; the peak is a 3x3 512->512 conv on [8, 512, 32, 32] timed in the same run.
+Each workload is resolution:channel_base:batch (z = w = 512, 8 mapping layers, channel_max 512,
+fp32, noise 'const'). NVIDIA's Generator (imported from DIR, their eval path: grouped conv,
+transposed conv + FIR, their ops' reference path on the CPU) is built with its own
+initialisation and its state dict copied into ours. Paths, all under torch.no_grad():
+  nvidia        their G.eval()
+  ours eval     our trainable Generator in eval mode
+  ours frozen   G.freeze(), the inference-only form (when the Generator has one)
+ours run with each ops implementation of --impls. Every path's images must equal NVIDIA's
+within 1e-3 (max abs); then all paths are timed alternating (A B C ... A B C ...) and the
+median of --reps rounds is reported. GFLOP/s credits every path with the multiply-adds of
+NVIDIA's algorithm (2 FLOP per MAC), so it is img/s on a common scale.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
-import re
-import statistics
-import time
 from pathlib import Path
 
+import _peer
 import torch
-import torch.nn.functional as F
 
 from stylegen import Generator, GeneratorConfig
 
 SECTION = "## Generator"
-
-
-def make_generator(resolution: int) -> Generator:
-    torch.manual_seed(0)
-    cfg = GeneratorConfig(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3)
-    cfg = GeneratorConfig(**{**cfg.to_dict(), "channel_base": 16384, "channel_max": 512})
-    G = Generator(cfg).eval().requires_grad_(False)
-    with torch.no_grad():
-        img = G(torch.randn([4, 512]))
-        scale = 0.5 / float(img.std())
-        for r in G.synthesis.block_resolutions:
-            getattr(G.synthesis, f"b{r}").torgb.weight.mul_(scale)
-    return G
+DEFAULT_WORKLOADS = "256:16384:1,256:16384:8,256:32768:1"
 
 
 def count_macs(G: Generator) -> int:
@@ -60,140 +46,125 @@ def count_macs(G: Generator) -> int:
     return macs
 
 
-def timed(fns: dict, reps: int) -> tuple[dict, dict]:
-    """Median seconds of each function over `reps` runs after one warm-up, and its last result.
+def with_ops(impl: str, fn):
+    """fn run with STYLEGEN_OPS=impl (read by our ops at each call), under no_grad."""
 
-    The functions are run interleaved, so a burst of load from other processes on a shared
-    machine hits them alike and their ratio stays meaningful.
-    """
-    outs = {k: fn() for k, fn in fns.items()}
-    times: dict = {k: [] for k in fns}
-    for _ in range(reps):
-        for k, fn in fns.items():
-            t0 = time.perf_counter()
-            outs[k] = fn()
-            times[k].append(time.perf_counter() - t0)
-    return {k: statistics.median(v) for k, v in times.items()}, outs
-
-
-def conv_peak(reps: int) -> float:
-    """GFLOP/s of a 3x3 512->512 conv on [8, 512, 32, 32] (best of `reps`: the machine's peak)."""
-    x, w = torch.randn([8, 512, 32, 32]), torch.randn([512, 512, 3, 3])
-    best = float("inf")
-    with torch.inference_mode():
-        F.conv2d(x, w, padding=1)
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            F.conv2d(x, w, padding=1)
-            best = min(best, time.perf_counter() - t0)
-    return 2 * 8 * 32 * 32 * 512 * 512 * 9 / best / 1e9
-
-
-def sampler(G: Generator, z: torch.Tensor, path: str):
-    def nvidia():
+    def run():
+        os.environ["STYLEGEN_OPS"] = impl
         with torch.no_grad():
-            return G.synthesis(G.mapping(z), noise_mode="const", fused_modconv=True)
+            return fn()
 
-    def fast():
-        with torch.inference_mode():
-            return G(z, noise_mode="const")
-
-    return {"nvidia": nvidia, "fast": fast}[path]
+    return run
 
 
-def impls() -> list[str]:
+def paths(G_nv, G: Generator, z: torch.Tensor, impls: list[str]) -> dict:
+    """Name -> zero-argument sampler for every path of one workload."""
+    c = torch.zeros([z.shape[0], 0])
+    out = {"nvidia": with_ops("ref", lambda: G_nv(z, c, noise_mode="const"))}
+    frozen = G.freeze() if hasattr(G, "freeze") else None
+    for impl in impls:
+        out[f"ours eval|{impl}"] = with_ops(impl, lambda: G(z, noise_mode="const"))
+        if frozen is not None:
+            out[f"ours frozen|{impl}"] = with_ops(impl, lambda: frozen(z, noise_mode="const"))
+    return out
+
+
+def run_workload(nv, res: int, cbase: int, batch: int, args) -> list[dict]:
+    cfg = GeneratorConfig(
+        z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3, channel_base=cbase, channel_max=512
+    )
+    G_nv, G = _peer.generator_pair(nv, cfg)
+    G_nv.eval().requires_grad_(False)
+    G.eval().requires_grad_(False)
+    z = torch.randn([batch, 512], generator=torch.Generator().manual_seed(batch))
+    fns = paths(G_nv, G, z, args.impls)
+    images = {k: fn() for k, fn in fns.items()}
+    errs = {k: _peer.check_close(f"{res}px cbase {cbase} {k}", images["nvidia"], img) for k, img in images.items()}
+    times = _peer.alternate(fns, args.reps)
+    gflop = 2 * count_macs(G) / 1e9
+    t_nv = _peer.median(times["nvidia"])
+    rows = []
+    for k, ts in times.items():
+        t = _peer.median(ts)
+        path, _, impl = k.partition("|")
+        row = {"res": res, "cbase": cbase, "batch": batch, "path": path, "impl": impl or "ref (theirs)"}
+        row.update(ips=batch / t, speedup=t_nv / t, gflops=gflop * batch / t, err=errs[k], spread=(min(ts), max(ts)))
+        rows.append(row)
+        print(fmt_row(row), flush=True)
+    return rows
+
+
+def fmt_row(r: dict) -> str:
+    err = "(reference)" if r["path"] == "nvidia" else f"{r['err']:.1e}"
+    lo, hi = r["spread"]
+    return (
+        f"| {r['res']} | {r['cbase']} | {r['batch']} | {r['path']} | {r['impl']} | {r['ips']:.2f} | "
+        f"x{r['speedup']:.2f} | {r['gflops']:.1f} | {r['batch'] / hi:.2f}-{r['batch'] / lo:.2f} | {err} |"
+    )
+
+
+def table(rows: list[dict], args, load_before: float) -> str:
+    lines = [
+        SECTION,
+        "",
+        f"`{_peer.command_line('bench/generate.py')}`",
+        "",
+        f"{_peer.machine_line()}. {_peer.load_note(load_before)}",
+        "",
+        f"Same weights on both sides (NVIDIA's initialisation copied into ours), z = w = 512, 8 mapping layers, "
+        f"channel_max 512, fp32, noise 'const', all under `torch.no_grad()`; median of {args.reps} rounds, all "
+        "paths of a workload alternating. `nvidia` = NVIDIA's stylegan2-ada-pytorch `G.eval()` imported from "
+        "`--nvidia-repo` (their CPU ops = their reference path); `ours eval` = our trainable Generator in eval "
+        "mode; `ours frozen` = `G.freeze()`. ops = our ops implementation. GFLOP/s credits every path with "
+        "NVIDIA's multiply-add count; max diff = max abs difference of the images from NVIDIA's.",
+        "",
+        "| resolution | channel_base | batch | path | ops | img/s (median) | vs nvidia | GFLOP/s | img/s range | max diff |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [fmt_row(r) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def parse_workloads(text: str) -> list[tuple[int, int, int]]:
+    try:
+        out = [tuple(int(v) for v in item.split(":")) for item in text.split(",")]
+    except ValueError:
+        out = []
+    if not out or any(len(w) != 3 for w in out):
+        _peer.fail(f"--workloads {text!r}: expected resolution:channel_base:batch[,...], e.g. 256:16384:1")
+    return out
+
+
+def default_impls() -> list[str]:
     from stylegen.cuda_ops import PluginUnavailable, load_plugin
 
     try:
         load_plugin("cpu")
         return ["ref", "cpu"]
     except PluginUnavailable as e:
-        print(f"cpu plugin unavailable, benchmarking 'ref' only: {e}")
+        print(f"cpu plugin unavailable, benchmarking our 'ref' ops only: {e}")
         return ["ref"]
-
-
-def run(args) -> list[dict]:
-    peak = conv_peak(2 * args.reps)
-    print(f"conv peak: {peak:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
-    rows = []
-    for res in args.resolutions:
-        G = make_generator(res)
-        gflop = 2 * count_macs(G) / 1e9
-        for batch in args.batches:
-            z = torch.randn([batch, 512], generator=torch.Generator().manual_seed(batch))
-            for impl in args.impls:
-                os.environ["STYLEGEN_OPS"] = impl
-                paths = ("nvidia", "fast")
-                times, images = timed({p: sampler(G, z, p) for p in paths}, args.reps)
-                for path in paths:
-                    t = times[path]
-                    row = {"res": res, "batch": batch, "impl": impl, "path": path, "ips": batch / t}
-                    row.update(gflops=gflop * batch / t, peak=peak, speedup=times["nvidia"] / t)
-                    rows.append(row)
-                err = float((images["fast"] - images["nvidia"]).abs().max())
-                rows[-1]["err"] = err
-                print(_fmt_row(rows[-2]), "\n" + _fmt_row(rows[-1]), flush=True)
-                if err > 1e-4:
-                    raise SystemExit(f"fast path differs from the NVIDIA-style path by {err:.2e} > 1e-4")
-    return rows
-
-
-def _fmt_row(r: dict) -> str:
-    err = f"{r['err']:.1e}" if "err" in r else "(reference)"
-    return (
-        f"| {r['res']} | {r['batch']} | {r['impl']} | {r['path']} | {r['ips']:.2f} | x{r['speedup']:.2f} | "
-        f"{r['gflops']:.1f} | {100 * r['gflops'] / r['peak']:.0f}% | {err} |"
-    )
-
-
-def table(rows: list[dict], args) -> str:
-    cpu = platform.processor() or platform.machine()
-    lines = [
-        SECTION,
-        "",
-        f"`python bench/generate.py` on {os.cpu_count()} CPU cores ({cpu}), torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, median of {args.reps} runs (the two paths interleaved), float32, "
-        "noise 'const'. "
-        f"Conv peak (best 3x3 512->512 conv on [8, 512, 32, 32]): {rows[0]['peak']:.1f} GFLOP/s. "
-        "Networks: z = w = 512, 8 mapping layers, channel_base 16384, channel_max 512. "
-        "`nvidia` = NVIDIA's eval path (grouped conv, transposed conv + FIR); `fast` = our default "
-        "under `torch.inference_mode()`. GFLOP/s credits both paths with the same (NVIDIA) "
-        "multiply-add count; max diff = max abs difference of the fast path's images from the "
-        "nvidia path's. The machine is shared with other jobs: absolute numbers vary up to 3x "
-        "between runs, the `vs nvidia` ratios much less.",
-        "",
-        "| resolution | batch | ops | path | img/s | vs nvidia | GFLOP/s | of peak | max diff |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    lines += [_fmt_row(r) for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) the '## Generator' section of `path`, leaving other sections alone."""
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    new = pattern.sub(lambda m: text + "\n", old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    path.write_text(new.rstrip("\n") + "\n", encoding="utf-8")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _peer.add_nvidia_option(p)
     p.add_argument("--out", type=Path, help="markdown file whose '## Generator' section is (re)written")
-    p.add_argument("--reps", type=int, default=3, help="timed runs per case (median), >= 3")
-    p.add_argument("--resolutions", default="256,64", help="comma-separated resolutions")
-    p.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
-    p.add_argument("--impls", default=None, help="ops implementations (default: ref, and cpu if it builds)")
+    p.add_argument("--reps", type=int, default=5, help="timed rounds per workload (median)")
+    p.add_argument("--workloads", default=DEFAULT_WORKLOADS, help="resolution:channel_base:batch, comma-separated")
+    p.add_argument("--impls", default=None, help="our ops implementations (default: ref, and cpu if it builds)")
     args = p.parse_args()
-    args.reps = max(3, args.reps)
-    args.resolutions = [int(v) for v in args.resolutions.split(",")]
-    args.batches = [int(v) for v in args.batches.split(",")]
-    args.impls = args.impls.split(",") if args.impls else impls()
-    rows = run(args)
-    text = table(rows, args)
+    if args.reps < 1:
+        _peer.fail(f"--reps {args.reps}: must be >= 1")
+    workloads = parse_workloads(args.workloads)
+    load_before = _peer.load_average()
+    nv = _peer.import_nvidia(args.nvidia_repo)
+    args.impls = args.impls.split(",") if args.impls else default_impls()
+    rows = [row for w in workloads for row in run_workload(nv, *w, args)]
+    text = table(rows, args, load_before)
     print(text)
     if args.out:
-        write_section(args.out, text)
+        _peer.write_section(args.out, text)
 
 
 if __name__ == "__main__":

@@ -1,158 +1,214 @@
-"""Training speed: seconds per phase and per iteration, ref vs CPU plugin, GFLOP/s vs conv peak.
+"""Training speed per iteration, side by side with NVIDIA's training step on the same weights.
 
-    python bench/train_speed.py [--res 32 64] [--repeats 3] [--out docs/benchmarks.md]
+    python bench/train_speed.py --nvidia-repo DIR [--res 32] [--batch 8] [--reps 3] [--impls ref,cpu]
+        [--out docs/benchmarks.md]
 
-Config (NVIDIA's comparison point): batch 8, channel_base 16384, channel_max 512, 2 mapping
-layers, R1 every 16 and path length every 4 minibatches, fp32, no augmentation. "full" = one
-iteration running all four phases; "amortised" = G main + D main + G reg / 4 + D reg / 16.
-FLOPs are counted by torch.utils.flop_counter (convolutions and matmuls, forward+backward).
+Config (NVIDIA's 'auto' comparison point, fp32): channel_base 16384, channel_max 512, 2 mapping
+layers, resnet D with minibatch std group 4, style mixing 0.9, path length (weight 2) every 4
+and R1 every 16 minibatches, Adam (0, 0.99) with the lazy-regularisation lr/beta correction,
+no augmentation, random reals (no data loading on either side). NVIDIA's side is their own
+per-phase work from training_loop.py: zero_grad, `training.loss.StyleGAN2Loss.accumulate_gradients`
+with their networks, nan_to_num of the grads, their optimizer step, then the G_ema update.
+Ours is the same sequence through stylegen.training.losses (as stylegen.training.loop.train_step
+runs it). Both start from NVIDIA's initialisation (copied into ours; G and D outputs checked to
+agree within 1e-3); every phase alternates between the sides (A B A B ...), median of --reps.
+"amortised" = G main + D main + G reg / 4 + D reg / 16 + G_ema, the cost of an average iteration.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
-import statistics
-import time
+from pathlib import Path
 
+import _peer
 import torch
-import torch.nn.functional as F
-from torch.utils.flop_counter import FlopCounterMode
 
-from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.networks.generator import Generator, GeneratorConfig
+from stylegen.networks.discriminator import DiscriminatorConfig
+from stylegen.networks.generator import GeneratorConfig
 from stylegen.training.losses import LossConfig, StyleGAN2Loss
 
-NVIDIA = {32: (18.1, 10.5), 64: (30.3, 17.6)}  # seconds: full iteration, amortised (this machine)
+SECTION = "## Training speed"
+PL_INTERVAL, R1_INTERVAL = 4, 16
+PHASES = ("G main", "G reg", "D main", "D reg", "G_ema")
+LR, R1_GAMMA, PL_WEIGHT, MIXING = 0.0025, 1.0, 2.0, 0.9
 
 
-def conv_peak(repeats: int) -> float:
-    """GFLOP/s of a 3x3 512->512 conv on [8, 512, 32, 32] (forward)."""
-    x, w = torch.randn(8, 512, 32, 32), torch.randn(512, 512, 3, 3)
-    F.conv2d(x, w, padding=1)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        F.conv2d(x, w, padding=1)
-        times.append(time.perf_counter() - t)
-    return 2 * 8 * 512 * 512 * 9 * 32 * 32 / statistics.median(times) / 1e9
+def adam(module: torch.nn.Module, interval: int) -> torch.optim.Adam:
+    """Adam (0, 0.99), lr and beta corrected for lazy regularisation as both training loops do."""
+    ratio = interval / (interval + 1)
+    return torch.optim.Adam(module.parameters(), lr=LR * ratio, betas=(0.0, 0.99**ratio), eps=1e-8)
 
 
-def phases(res: int, batch: int):
-    torch.manual_seed(0)
-    G = Generator(
-        GeneratorConfig(
-            z_dim=512,
-            c_dim=0,
-            w_dim=512,
-            img_resolution=res,
-            img_channels=3,
-            mapping_layers=2,
-            channel_base=16384,
-            channel_max=512,
-        )
-    ).train()
-    D = Discriminator(
-        DiscriminatorConfig(c_dim=0, img_resolution=res, img_channels=3, channel_base=16384, channel_max=512)
-    ).train()
-    loss = StyleGAN2Loss(G, D, LossConfig(r1_gamma=1.0, pl_weight=2.0, style_mixing_prob=0.9))
-    real = torch.randn(batch, 3, res, res)
-    z = lambda: torch.randn(batch, 512)  # noqa: E731
+def ema_step(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float = 0.999) -> None:
+    with torch.no_grad():
+        for p_ema, p in zip(G_ema.parameters(), G.parameters()):
+            p_ema.copy_(p.lerp(p_ema, beta))
+        for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+            b_ema.copy_(b)
+
+
+def nvidia_side(nv, G, D, batch: int, res: int) -> dict:
+    """Phase name -> zero-argument step, NVIDIA's training_loop per-phase sequence."""
+    loss = nv.loss.StyleGAN2Loss(
+        "cpu", G.mapping, G.synthesis, D, style_mixing_prob=MIXING, r1_gamma=R1_GAMMA, pl_weight=PL_WEIGHT
+    )
+    G_ema = copy.deepcopy(G).eval()
+    opts = {"G": adam(G, PL_INTERVAL), "D": adam(D, R1_INTERVAL)}
+    c = torch.zeros([batch, 0])
+    real = torch.rand([batch, 3, res, res]) * 2 - 1
+
+    def phase(name: str, module: torch.nn.Module, opt: torch.optim.Optimizer, gain: int):
+        def step():
+            opt.zero_grad(set_to_none=True)
+            module.requires_grad_(True)
+            z = torch.randn([batch, G.z_dim])
+            loss.accumulate_gradients(phase=name, real_img=real, real_c=c, gen_z=z, gen_c=c, sync=True, gain=gain)
+            module.requires_grad_(False)
+            for param in module.parameters():
+                if param.grad is not None:
+                    nv.misc.nan_to_num(param.grad, nan=0, posinf=1e5, neginf=-1e5, out=param.grad)
+            opt.step()
+
+        return step
+
     return {
-        "G main": (G, lambda: loss.g_main(z(), None, 1.0)),
-        "G reg": (G, lambda: loss.g_reg(z(), None, 4.0)),
-        "D main": (D, lambda: loss.d_main(real, None, z(), None, 1.0)),
-        "D reg": (D, lambda: loss.d_reg(real, None, 16.0)),
+        "G main": phase("Gmain", G, opts["G"], 1),
+        "G reg": phase("Greg", G, opts["G"], PL_INTERVAL),
+        "D main": phase("Dmain", D, opts["D"], 1),
+        "D reg": phase("Dreg", D, opts["D"], R1_INTERVAL),
+        "G_ema": lambda: ema_step(G_ema, G),
     }
 
 
-def time_phase(module, fn, repeats: int) -> tuple[float, float]:
-    """(median seconds, GFLOP) of one phase including zero_grad and backward."""
-    module.requires_grad_(True)
-    fn()
-    times = []
-    for _ in range(repeats):
-        module.zero_grad(set_to_none=True)
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    flops = float("nan")
-    try:  # FlopCounterMode cannot follow autograd.grad (the R1 / path-length phases)
-        with FlopCounterMode(display=False) as counter:
-            fn()
-        flops = counter.get_total_flops() / 1e9
-    except RuntimeError:
-        module.zero_grad(set_to_none=True)
-    module.requires_grad_(False)
-    return statistics.median(times), flops
+def our_side(G, D, batch: int, res: int, impl: str) -> dict:
+    """Phase name -> zero-argument step, the sequence of stylegen.training.loop.train_step."""
+    loss = StyleGAN2Loss(G, D, LossConfig(r1_gamma=R1_GAMMA, pl_weight=PL_WEIGHT, style_mixing_prob=MIXING))
+    G_ema = copy.deepcopy(G).eval()
+    opts = {"G": adam(G, PL_INTERVAL), "D": adam(D, R1_INTERVAL)}
+    real = torch.rand([batch, 3, res, res]) * 2 - 1
 
+    def phase(module: torch.nn.Module, opt: torch.optim.Optimizer, run, after=None):
+        def step():
+            os.environ["STYLEGEN_OPS"] = impl
+            opt.zero_grad(set_to_none=True)
+            module.requires_grad_(True)
+            stats = run(torch.randn([batch, G.z_dim]))
+            for p in module.parameters():  # as loop._reduce_grads on one process
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+            module.requires_grad_(False)
+            opt.step()
+            if after is not None:
+                after(stats)
 
-def run(res: int, impl: str, repeats: int, batch: int) -> dict:
-    os.environ["STYLEGEN_OPS"] = impl
-    out = {}
-    for name, (module, fn) in phases(res, batch).items():
-        out[name] = time_phase(module, fn, repeats)
-    full = sum(t for t, _ in out.values())
-    amort = out["G main"][0] + out["D main"][0] + out["G reg"][0] / 4 + out["D reg"][0] / 16
-    # GFLOP/s of the main phases (their FLOPs are countable; the regularisers' are not).
-    main_flops = out["G main"][1] + out["D main"][1]
+        return step
+
+    def update_w_avg(stats):
+        w_avg = G.mapping.w_avg
+        w_avg.copy_(stats["w_mean"].view_as(w_avg).lerp(w_avg, G.config.w_avg_beta))
+
+    def update_pl_mean(stats):
+        loss.pl_mean.copy_(loss.pl_mean.lerp(stats["pl_len_mean"].squeeze(), loss.cfg.pl_decay))
+
     return {
-        "phases": out,
-        "full": full,
-        "amortised": amort,
-        "gflops": main_flops / (out["G main"][0] + out["D main"][0]),
+        "G main": phase(G, opts["G"], lambda z: loss.g_main(z, None, 1.0), update_w_avg),
+        "G reg": phase(G, opts["G"], lambda z: loss.g_reg(z, None, float(PL_INTERVAL)), update_pl_mean),
+        "D main": phase(D, opts["D"], lambda z: loss.d_main(real, None, z, None, 1.0)),
+        "D reg": phase(D, opts["D"], lambda z: loss.d_reg(real, None, float(R1_INTERVAL))),
+        "G_ema": lambda: ema_step(G_ema, G),
     }
 
 
-def table(results: dict, peak: float, batch: int) -> str:
+def build_sides(nv, res: int, batch: int, impls: list[str]) -> dict:
+    """Side name -> phases, every side starting from the same (NVIDIA-initialised) weights."""
+    g_cfg = GeneratorConfig(
+        z_dim=512, c_dim=0, w_dim=512, img_resolution=res, img_channels=3, mapping_layers=2, channel_base=16384
+    )
+    d_cfg = DiscriminatorConfig(c_dim=0, img_resolution=res, img_channels=3, channel_base=16384)
+    G_nv, G = _peer.generator_pair(nv, g_cfg)
+    D_nv, D = _peer.discriminator_pair(nv, d_cfg)
+    z, img = torch.randn([batch, 512]), torch.rand([batch, 3, res, res]) * 2 - 1
+    with torch.no_grad():
+        c = torch.zeros([batch, 0])
+        _peer.check_close("G (noise const)", G_nv(z, c, noise_mode="const"), G(z, noise_mode="const"))
+        _peer.check_close("D", D_nv(img, c), D(img))
+    sides = {
+        "nvidia": nvidia_side(nv, G_nv.train().requires_grad_(False), D_nv.train().requires_grad_(False), batch, res)
+    }
+    for impl in impls:
+        G_i, D_i = copy.deepcopy(G).train().requires_grad_(False), copy.deepcopy(D).train().requires_grad_(False)
+        sides[f"ours|{impl}"] = our_side(G_i, D_i, batch, res, impl)
+    return sides
+
+
+def measure(nv, res: int, batch: int, impls: list[str], reps: int) -> dict:
+    """Side -> phase -> median seconds; each phase alternates over the sides."""
+    sides = build_sides(nv, res, batch, impls)
+    out: dict = {side: {} for side in sides}
+    for name in PHASES:
+        times = _peer.alternate({side: ph[name] for side, ph in sides.items()}, reps)
+        for side, ts in times.items():
+            out[side][name] = _peer.median(ts)
+        print(name, " ".join(f"{s}: {out[s][name]:.3f} s" for s in sides), flush=True)
+    return out
+
+
+def amortised(p: dict) -> float:
+    return p["G main"] + p["D main"] + p["G reg"] / PL_INTERVAL + p["D reg"] / R1_INTERVAL + p["G_ema"]
+
+
+def table(results: dict, args, load_before: float) -> str:
     lines = [
-        "## Training speed",
+        SECTION,
         "",
-        f"`python bench/train_speed.py` — batch {batch}, channel_base 16384, channel_max 512, 2 mapping layers, "
-        f"fp32, median of repeated runs; conv peak measured in the same run: **{peak:.0f} GFLOP/s**.",
+        f"`{_peer.command_line('bench/train_speed.py')}`",
         "",
-        "| res | impl | G main s | G reg s | D main s | D reg s | full iter s | amortised s | main-phase GFLOP/s (% peak) | NVIDIA full / amortised s | amortised vs NVIDIA |",
+        f"{_peer.machine_line()}. {_peer.load_note(load_before)}",
+        "",
+        f"Batch {args.batch}, channel_base 16384, channel_max 512, 2 mapping layers, fp32, no augmentation, "
+        f"random reals; median of {args.reps} alternating runs per phase. `nvidia` = NVIDIA's "
+        "stylegan2-ada-pytorch training step (their `StyleGAN2Loss`, networks and optimizer sequence) imported "
+        "from `--nvidia-repo` (their CPU ops = their reference path); `ours` = stylegen.training.losses with "
+        "our ops implementation `ref` or `cpu`. Each phase includes zero_grad, backward and the Adam step. "
+        f"amortised = G main + D main + G reg / {PL_INTERVAL} + D reg / {R1_INTERVAL} + G_ema.",
+        "",
+        "| res | side | ops | G main s | G reg s | D main s | D reg s | G_ema s | full iter s | amortised s | amortised vs nvidia |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for (res, impl), r in results.items():
-        p = r["phases"]
-        nv_full, nv_am = NVIDIA.get(res, (float("nan"), float("nan")))
-        lines.append(
-            f"| {res} | {impl} | {p['G main'][0]:.2f} | {p['G reg'][0]:.2f} | {p['D main'][0]:.2f} | "
-            f"{p['D reg'][0]:.2f} | {r['full']:.2f} | {r['amortised']:.2f} | {r['gflops']:.0f} "
-            f"({100 * r['gflops'] / peak:.0f}%) | {nv_full} / {nv_am} | {r['amortised'] / nv_am:.2f}x |"
-        )
+    for res, sides in results.items():
+        nv_am = amortised(sides["nvidia"])
+        for side, p in sides.items():
+            name, _, impl = side.partition("|")
+            cells = " | ".join(f"{p[k]:.3f}" if k == "G_ema" else f"{p[k]:.2f}" for k in PHASES)
+            lines.append(
+                f"| {res} | {name} | {impl or 'ref (theirs)'} | {cells} | {sum(p.values()):.2f} | "
+                f"{amortised(p):.2f} | {amortised(p) / nv_am:.2f}x |"
+            )
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: str, section: str) -> None:
-    """Replace (or append) the '## Training speed' section of a markdown file."""
-    text = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
-    head = section.splitlines()[0]
-    start = text.find(head)
-    if start < 0:
-        text = text.rstrip() + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(head))
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    open(path, "w").write(text)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--res", type=int, nargs="+", default=[32, 64])
-    ap.add_argument("--impl", nargs="+", default=["ref", "cpu"])
-    ap.add_argument("--repeats", type=int, default=3)
+    _peer.add_nvidia_option(ap)
+    ap.add_argument("--res", type=int, nargs="+", default=[32], help="resolutions (powers of two >= 8)")
+    ap.add_argument("--impls", default="ref,cpu", help="our ops implementations, comma-separated")
+    ap.add_argument("--reps", type=int, default=3, help="timed runs per phase and side (median)")
     ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--out", help="markdown file whose '## Training speed' section is replaced")
+    ap.add_argument("--out", type=Path, help="markdown file whose '## Training speed' section is replaced")
     args = ap.parse_args()
-    torch.set_num_threads(os.cpu_count() or 1)
-    peak = conv_peak(5)
-    results = {(res, impl): run(res, impl, args.repeats, args.batch) for res in args.res for impl in args.impl}
-    section = table(results, peak, args.batch)
+    if args.reps < 1 or args.batch < 2:
+        _peer.fail(f"--reps {args.reps} / --batch {args.batch}: need reps >= 1 and batch >= 2 (path length halves it)")
+    load_before = _peer.load_average()
+    nv = _peer.import_nvidia(args.nvidia_repo)
+    impls = args.impls.split(",")
+    results = {res: measure(nv, res, args.batch, impls, args.reps) for res in args.res}
+    section = table(results, args, load_before)
     print(section)
     if args.out:
-        write_section(args.out, section)
+        _peer.write_section(args.out, section)
 
 
 if __name__ == "__main__":
