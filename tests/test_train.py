@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -14,14 +15,30 @@ import torch
 from PIL import Image
 
 from stylegen import load_network, load_snapshot
-from stylegen.training.distributed import Dist
-from stylegen.training.losses import LossConfig, StyleGAN2Loss
-from stylegen.training.loop import TrainingDiverged, setup, train, train_step
+from stylegen.errors import InputError
 from stylegen.training.config import PRESETS, Preset, TrainConfig
+from stylegen.training.distributed import Dist
+from stylegen.training.loop import TrainingDiverged, setup, train, train_step
+from stylegen.training.losses import LossConfig, StyleGAN2Loss
 
 from ops_helpers import plugin_or_skip
 
-TINY = Preset(256, 32, 2, 32, 8, 1.0, 0.002, 0.5, 0.05, 4, 2.0, 0.9, None, "tests: everything on, tiny")
+TINY = Preset(
+    channel_base=256,
+    channel_max=32,
+    mapping_layers=2,
+    z_dim=32,
+    batch=8,
+    gamma=1.0,
+    lr=0.002,
+    ema_kimg=0.5,
+    ema_rampup=0.05,
+    mbstd_group=4,
+    pl_weight=2.0,
+    style_mixing_prob=0.9,
+    conv_clamp=None,
+    description="tests: everything on, tiny",
+)
 CPU = Dist(0, 1, torch.device("cpu"))
 
 
@@ -237,64 +254,70 @@ def test_bad_labels_json_exit_2(tmp_path, data_dir):
     assert r.returncode == 2 and "dataset.json" in r.stderr and "Traceback" not in r.stderr
 
 
+def _assert_bitwise_equal(a, b, where: str) -> None:
+    """Tensors equal with torch.equal, everything else with ==, recursing through dicts and lists."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype and torch.equal(a, b), where
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), (where, sorted(a), sorted(b))
+        for k in a:
+            _assert_bitwise_equal(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_bitwise_equal(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, (where, a, b)
+
+
 def test_torchrun_two_processes_equal_one(data_dir, tmp_path):
-    """2 gloo processes x 4 images == 1 process with --batch-gpu 4 (same global batch 8)."""
-    common = [
-        "--data",
-        str(data_dir),
-        "--cfg",
-        "cpu32",
-        "--cbase",
-        "256",
-        "--cmax",
-        "32",
-        "--map-depth",
-        "2",
-        "--batch",
-        "8",
-        "--batch-gpu",
-        "4",
-        "--aug",
-        "none",
-        "--kimg",
-        "0.016",
-        "--snap",
-        "1",
-        "--quiet",
-        "--gamma",
-        "1",
-    ]
-    one = _cli("train", "--outdir", str(tmp_path / "one"), *common, timeout=600)
-    assert one.returncode == 0, one.stderr
+    """2 gloo processes == 1 process, bit for bit, for the same chunks (--batch-gpu 4).
+
+    3 chunks over 2 processes: process 0 runs chunks 0 and 2, process 1 chunk 1 and pads the
+    second round, so a reduction that summed each process's chunks first ((c0 + c2) + c1), or
+    let the backend choose the order, would differ from one process's c0 + c1 + c2. ADA at a
+    nonzero p makes the augmentation draws and the D(real) sign statistics part of the state.
+    Both runs get the same ops implementation and thread count: a chunk's own arithmetic may
+    depend on them (BLAS blocking), the order in which chunks are added must not.
+    """
+    common = ["--data", str(data_dir), "--cfg", "cpu32", "--cbase", "256", "--cmax", "32", "--map-depth", "2"]
+    common += ["--batch", "12", "--batch-gpu", "4", "--kimg", "0.024", "--snap", "1", "--quiet", "--gamma", "1"]
+    common += ["--aug", "ada", "--aug-p", "0.2"]
     env = dict(os.environ, STYLEGEN_OPS="ref", OMP_NUM_THREADS="1")
-    two = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            "-m",
-            "stylegen.cli.main",
-            "train",
-            "--outdir",
-            str(tmp_path / "two"),
-            *common,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=RUN_DIR,
-        timeout=600,
-    )
-    assert two.returncode == 0, two.stderr[-2000:]
-    a = load_snapshot(next((tmp_path / "one").glob("network-snapshot-*.pkl")))
-    b = load_snapshot(next((tmp_path / "two").glob("network-snapshot-*.pkl")))
+    main = [sys.executable, "-m", "stylegen.cli.main", "train"]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    runs = {"one": main, "two": torchrun + main[1:]}
+    for name, cmd in runs.items():
+        r = subprocess.run(
+            [*cmd, "--outdir", str(tmp_path / name), *common],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=RUN_DIR,
+            timeout=600,
+        )
+        assert r.returncode == 0, (name, r.stderr[-2000:])
+    a, b = (load_snapshot(next((tmp_path / name).glob("network-snapshot-*.pkl"))) for name in runs)
+    assert a["training"]["step"] == 2
     for name in ("G", "G_ema", "D"):
-        for k, v in a[name]["state"].items():
-            assert torch.allclose(v, b[name]["state"][k], rtol=1e-5, atol=1e-6), (name, k)
+        _assert_bitwise_equal(a[name]["state"], b[name]["state"], name)
+    a["training"].pop("config"), b["training"].pop("config")  # differ in --outdir only
+    _assert_bitwise_equal(a["training"], b["training"], "training")
+    assert a["training"]["ada"]["count"] == 2 * 12  # the sign statistics did reach the state
     assert json.loads((tmp_path / "two" / "config.json").read_text())["processes"] == 2
+
+
+@pytest.mark.parametrize(
+    "world, kw, message",
+    [
+        (1, dict(batch=8, batch_gpu=3), "--batch 8 is not a multiple of --batch-gpu 3"),
+        (4, dict(batch=2), "--batch 2 in chunks of --batch-gpu 1 leaves some of the 4 processes without a chunk"),
+    ],
+)
+def test_bad_batch_split_is_refused_at_setup(data_dir, tmp_path, world, kw, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        setup(_cfg(data_dir, tmp_path, **kw), Dist(0, world, torch.device("cpu")))
+    assert not tmp_path.joinpath("config.json").exists()
 
 
 def test_fine_tune_from_nvidia_pickle(compat_dir, tmp_path, capsys):

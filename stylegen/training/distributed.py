@@ -34,10 +34,28 @@ def init(device: str = "auto") -> Dist:
     return Dist(rank, world, dev)
 
 
-def all_reduce_sum(t: torch.Tensor, d: Dist) -> torch.Tensor:
-    if d.world > 1:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-    return t
+def all_gather(t: torch.Tensor, d: Dist) -> list[torch.Tensor]:
+    """Every process's `t` (same shape, dtype and device class on all of them), in rank order."""
+    if d.world == 1:
+        return [t]
+    out = [torch.empty_like(t) for _ in range(d.world)]
+    dist.all_gather(out, t.contiguous())
+    return out
+
+
+def ordered_sum(t: torch.Tensor, d: Dist, count: int, acc: torch.Tensor | None = None) -> torch.Tensor:
+    """acc + t[rank 0] + t[rank 1] + ... + t[rank count-1], added one at a time in that order.
+
+    The guarantee of multi-process training rests here: an all_reduce sums in an order of the
+    backend's choosing (ring, tree, by message arrival), so float sums change in the last bit
+    with the number of processes. Gathering and adding in rank order is the same arithmetic as
+    one process adding the same tensors in a loop. Ranks at or after `count` send padding.
+    """
+    if count < 1:
+        raise ValueError(f"ordered_sum: count must be at least 1; got {count}")
+    for x in all_gather(t, d)[:count]:
+        acc = x.clone() if acc is None else acc.add_(x)
+    return acc
 
 
 def barrier(d: Dist) -> None:

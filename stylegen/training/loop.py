@@ -4,7 +4,8 @@ Reproducibility: every random draw of a step (latents, labels, noise, style mixi
 augmentation) comes from the global RNG reseeded per (seed, step, phase, chunk), and the data
 order from per-epoch permutations of the seed. So a resumed run continues exactly, and any
 split of the global batch over processes (torchrun) or rounds (--batch-gpu) computes the same
-chunks; gradients are summed over chunks as fractions of the global batch.
+chunks; gradients and stats are summed over chunks, as fractions of the global batch, in
+global chunk order, so N processes give bitwise the weights of one (see `_run_phase`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from dataclasses import dataclass, field
 
 import torch
 
-from stylegen.training import distributed
-from stylegen.training.ada import AdaptiveP
-from stylegen.training.dataset import DatasetOptions, ImageDataset
+from stylegen.errors import InputError
 from stylegen.networks.discriminator import Discriminator
 from stylegen.networks.generator import Generator
-from stylegen.training.losses import LossConfig, StyleGAN2Loss
+from stylegen.training import distributed
+from stylegen.training.ada import AdaptiveP
 from stylegen.training.config import TrainConfig
+from stylegen.training.dataset import DatasetOptions, ImageDataset
+from stylegen.training.losses import LossConfig, StyleGAN2Loss
 from stylegen.training.setup import build_networks, make_augment, make_optimizers, restore
 from stylegen.training.snapshots import SnapshotWriter
 
@@ -75,6 +77,7 @@ def setup(cfg: TrainConfig, dist: distributed.Dist) -> TrainState:
     for net in (st.G, st.D, st.G_ema):
         net.to(dist.device)
     st.loss.pl_mean = st.loss.pl_mean.to(dist.device)
+    batch_gpu(st)  # refuse a bad split before anything is written
     return st
 
 
@@ -95,9 +98,15 @@ def chunk_seed(seed: int, step: int, phase: int, chunk: int) -> int:
 
 
 def batch_gpu(st: TrainState) -> int:
+    """Images per chunk; every process needs a chunk in the first round (see `_run_phase`)."""
     bg = st.cfg.batch_gpu or max(st.cfg.batch_size // st.dist.world, 1)
     if st.cfg.batch_size % bg:
-        raise ValueError(f"--batch {st.cfg.batch_size} is not a multiple of --batch-gpu {bg}")
+        raise InputError(f"--batch {st.cfg.batch_size} is not a multiple of --batch-gpu {bg}")
+    if st.cfg.batch_size // bg < st.dist.world:
+        raise InputError(
+            f"--batch {st.cfg.batch_size} in chunks of --batch-gpu {bg} leaves some of the "
+            f"{st.dist.world} processes without a chunk"
+        )
     return bg
 
 
@@ -125,38 +134,61 @@ def _chunk_inputs(st: TrainState, idx: torch.Tensor):
     return real, real_c, z, gen_c
 
 
-def _run_phase(st: TrainState, p: int, net: str, kind: str, gain: int, idx: torch.Tensor) -> dict:
-    """Accumulate one phase's gradients over this process's chunks; return frac-weighted means."""
+def _run_chunk(st: TrainState, p: int, net: str, kind: str, gain: int, idx: torch.Tensor, k: int) -> dict:
+    """Backpropagate chunk k of phase p into fresh .grad; return its stats as fractions of the batch."""
     bg, b = batch_gpu(st), st.cfg.batch_size
-    stats: dict[str, torch.Tensor] = {}
-    for k in range(st.dist.rank, b // bg, st.dist.world):
-        torch.manual_seed(chunk_seed(st.cfg.seed, st.step, p, k))
-        real, real_c, z, gen_c = _chunk_inputs(st, idx[k * bg : (k + 1) * bg])
-        g = gain * bg / b
-        if (net, kind) == ("G", "main"):
-            s = st.loss.g_main(z, gen_c, g)
-        elif (net, kind) == ("G", "reg"):
-            s = st.loss.g_reg(z, gen_c, g)
-        elif kind == "main":
-            s = st.loss.d_main(real, real_c, z, gen_c, g)
-        else:
-            s = st.loss.d_reg(real, real_c, g)
-        for key, v in s.items():
-            stats[key] = stats.get(key, 0) + v.float() * (bg / b)
-    return stats
+    torch.manual_seed(chunk_seed(st.cfg.seed, st.step, p, k))
+    real, real_c, z, gen_c = _chunk_inputs(st, idx[k * bg : (k + 1) * bg])
+    g = gain * bg / b
+    if (net, kind) == ("G", "main"):
+        s = st.loss.g_main(z, gen_c, g)
+    elif (net, kind) == ("G", "reg"):
+        s = st.loss.g_reg(z, gen_c, g)
+    elif kind == "main":
+        s = st.loss.d_main(real, real_c, z, gen_c, g)
+    else:
+        s = st.loss.d_reg(real, real_c, g)
+    return {key: v.float() * (bg / b) for key, v in s.items()}
 
 
-def _reduce_grads(module: torch.nn.Module, dist: distributed.Dist) -> None:
-    params = [p for p in module.parameters() if p.requires_grad]
-    for p in params:
-        if p.grad is None:
-            p.grad = torch.zeros_like(p)
-    if dist.world > 1:
-        flat = distributed.all_reduce_sum(torch.cat([p.grad.flatten() for p in params]), dist)
-        for p, g in zip(params, flat.split([p.numel() for p in params])):
-            p.grad.copy_(g.view_as(p))
-    for p in params:
-        torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
+def _flatten(params: list[torch.nn.Parameter], stats: dict) -> torch.Tensor:
+    """One chunk's gradients (zeros where a parameter got none) and stats, sorted by name, as one vector."""
+    grads = [p.grad.flatten() if p.grad is not None else torch.zeros_like(p).flatten() for p in params]
+    return torch.cat(grads + [stats[k].reshape(-1) for k in sorted(stats)])
+
+
+def _run_phase(st: TrainState, p: int, net: str, kind: str, gain: int, idx: torch.Tensor) -> dict:
+    """One phase over the global batch: set the summed gradients on .grad, return the summed stats.
+
+    Multi-process training equals one process by design: chunk k's inputs and random draws
+    depend only on (seed, step, phase, k), each chunk backpropagates into fresh .grad (never
+    accumulated by autograd across chunks), and the per-chunk gradients and stats of all
+    processes are added in global chunk order 0, 1, 2, ... (distributed.ordered_sum), the
+    order one process adds them in. With the same chunk size (--batch-gpu), ops implementation,
+    thread count and hardware the weights are bitwise equal for any number of processes.
+    Chunks go round-robin: in round r process i runs chunk r * world + i.
+    """
+    bg, b, d = batch_gpu(st), st.cfg.batch_size, st.dist
+    module = st.G if net == "G" else st.D
+    params = [q for q in module.parameters() if q.requires_grad]
+    n = b // bg
+    total, shapes, flat = None, {}, None
+    for r in range(math.ceil(n / d.world)):
+        k = r * d.world + d.rank
+        if k < n:
+            for q in params:
+                q.grad = None
+            stats = _run_chunk(st, p, net, kind, gain, idx, k)
+            shapes = {key: v.shape for key, v in sorted(stats.items())}
+            flat = _flatten(params, stats)
+        else:  # this process has no chunk in the last round: pad (batch_gpu ensures round 0 is full)
+            flat = torch.zeros_like(flat)
+        total = distributed.ordered_sum(flat, d, min(d.world, n - r * d.world), total)
+    sizes = [q.numel() for q in params] + [math.prod(s) for s in shapes.values()]
+    parts = total.split(sizes)
+    for q, g in zip(params, parts):
+        q.grad = torch.nan_to_num(g.view_as(q), nan=0, posinf=1e5, neginf=-1e5)
+    return {key: v.view(shape) for (key, shape), v in zip(shapes.items(), parts[len(params) :])}
 
 
 def _check_finite(st: TrainState, stats: dict) -> None:
@@ -174,12 +206,7 @@ def train_step(st: TrainState) -> dict:
         opt.zero_grad(set_to_none=True)
         module.requires_grad_(True)
         stats = _run_phase(st, p, net, kind, gain, idx)
-        _reduce_grads(module, st.dist)
         module.requires_grad_(False)
-        names = sorted(stats)
-        if names:  # a process without chunks contributes zeros
-            flat = distributed.all_reduce_sum(torch.cat([stats[k].reshape(-1) for k in names]), st.dist)
-            stats = dict(zip(names, flat.split([stats[k].numel() for k in names])))
         _check_finite(st, stats)
         opt.step()
         if (net, kind) == ("G", "main") and "w_mean" in stats:
