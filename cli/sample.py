@@ -62,7 +62,7 @@ def sample(
 
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
-    G = stylegen.load_network(path).to(device).eval()
+    G = stylegen.load_network(path).to(device).freeze()
     c = common.class_labels(G, class_idx, 1, device)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -70,7 +70,7 @@ def sample(
     if grid:
         save_png(outdir / "grid.png", make_grid(images))
     if save_ws:
-        from stylegen.editing.mixing import save_ws_file
+        from stylegen.formats.ws_file import save_ws_file
 
         save_ws_file(
             outdir / "ws.npz",

@@ -49,10 +49,14 @@ def test_fixture_z_is_seed_to_z(reference):
     assert (reference["labels"] < 0).all(), "the fixture is unconditional; labels would need one-hot c"
 
 
+@pytest.mark.parametrize("form", ["nvidia", "frozen"])
 @pytest.mark.parametrize("batched", [True, False], ids=["batch", "single"])
-def test_official_fixture_pixels(compat_dir, reference, ops_impl, batched):
+def test_official_fixture_pixels(compat_dir, reference, ops_impl, batched, form):
+    """NVIDIA's arithmetic (the loaded Generator) and our inference form (G.freeze()) alike."""
     G = load_network(compat_dir / "official_small.pkl")
     assert not G.training and not any(p.requires_grad for p in G.parameters())
+    if form == "frozen":
+        G = G.freeze()
     z = torch.from_numpy(reference["z"])
     groups = [z] if batched else list(z.split(1))
     for s, psi, cutoff in _settings(reference):
@@ -75,8 +79,8 @@ def test_generator_call_matches_fixture(compat_dir, reference):
 
 def test_fixture_discriminator_loads_for_fine_tuning(compat_dir):
     """NVIDIA's D rebuilds as our Discriminator with every weight, and runs."""
-    from stylegen.networks.discriminator import Discriminator
     from stylegen.formats.nvidia import collect_state, read_records
+    from stylegen.networks.discriminator import Discriminator
 
     D = load_network(compat_dir / "official_small.pkl", which="D")
     assert isinstance(D, Discriminator) and D.img_resolution == 32 and D.img_channels == 3

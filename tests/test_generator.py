@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 
@@ -9,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-import stylegen.networks.synthesis as synthesis_module
 from stylegen import Generator, GeneratorConfig, seed_to_z, to_uint8, ws_resolution
 
 
@@ -143,51 +143,67 @@ def test_fused_and_unfused_modconv_agree(make_generator, batch):
     a = G.synthesis(ws, fused_modconv=True)
     b = G.synthesis(ws, fused_modconv=False)
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    with torch.inference_mode():
-        torch.testing.assert_close(G.synthesis(ws), a, rtol=1e-5, atol=1e-5)
+    G.eval()
+    torch.testing.assert_close(G.synthesis(ws), a, rtol=0, atol=0)  # eval default: NVIDIA's grouped conv
+    G.train()
+    torch.testing.assert_close(G.synthesis(ws), b, rtol=0, atol=0)  # training default: scaled activations
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-@pytest.mark.parametrize("fold", ["always", "never", "off"])
+@pytest.mark.parametrize("fold_up2", ["auto", "always", "never"])
 @pytest.mark.parametrize("noise_mode", ["const", "random", "none"])
-def test_inference_fast_path_matches_nvidia_path(make_generator, monkeypatch, batch, fold, noise_mode):
-    """Eval + inference_mode (cached kernels, fused epilogue, folded up-sampling) vs the plain path."""
-    G = make_generator(img_resolution=32, conv_clamp=0.5).requires_grad_(False)
-    monkeypatch.setattr(synthesis_module, "FOLD_UP2", fold != "off")
-    monkeypatch.setattr(synthesis_module, "FOLD_MAX_CHANNELS_AT_BATCH_1", 10**6 if fold == "always" else -1)
-    ws = G.mapping(torch.randn([batch, G.z_dim]))
+def test_frozen_form_matches_nvidia_path(make_generator, batch, fold_up2, noise_mode):
+    """G.freeze() (derived weights, fused epilogue, folded up-sampling) vs NVIDIA's eval arithmetic."""
+    G = make_generator(img_resolution=32, conv_clamp=0.5, c_dim=2).eval()
+    F = G.freeze(fold_up2=fold_up2)
+    z, c = torch.randn([batch, G.z_dim]), torch.eye(2)[torch.arange(batch) % 2]
+    ws = G.mapping(z, c, truncation_psi=0.7)
+    torch.testing.assert_close(F.mapping(z, c, truncation_psi=0.7), ws, rtol=0, atol=0)
     torch.manual_seed(5)
     expected = G.synthesis(ws, noise_mode=noise_mode, fused_modconv=True)
-    for _ in range(2):  # the second call uses the cached constants
+    for mode in (torch.inference_mode, torch.no_grad, torch.enable_grad):
         torch.manual_seed(5)
-        with torch.inference_mode():
-            got = G.synthesis(ws, noise_mode=noise_mode)
+        with mode():
+            got = F.synthesis(ws, noise_mode=noise_mode)
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    torch.manual_seed(5)
+    torch.testing.assert_close(F(z, c, truncation_psi=0.7, noise_mode=noise_mode), expected, rtol=1e-5, atol=1e-5)
+    for name in ("z_dim", "c_dim", "w_dim", "num_ws", "img_resolution", "img_channels", "config"):
+        assert getattr(F, name) == getattr(G, name), name
 
 
-def test_fast_path_cache_follows_weight_updates(make_generator):
-    G, G2 = make_generator(seed=0), make_generator(seed=1)
+def test_frozen_form_is_a_snapshot_that_cannot_go_stale(make_generator):
+    """Edits to G (even through .data, which bumps no version counter) never leak into a frozen
+    form, and a fresh freeze() sees them; deepcopy copies plain buffers."""
+    G, G2 = make_generator(seed=0).eval(), make_generator(seed=1).eval()
     ws = G.mapping(torch.randn([2, G.z_dim]))
-    with torch.inference_mode():
-        G.synthesis(ws)
+    F0 = G.freeze()
+    before = F0.synthesis(ws)
     with torch.no_grad():
         G.load_state_dict(G2.state_dict())
-        for block in (G.synthesis.b8, G.synthesis.b16):
-            block.conv0.weight.mul_(2)
-            G2_block = getattr(G2.synthesis, f"b{block.resolution}")
-            G2_block.conv0.weight.mul_(2)
-    with torch.inference_mode():
-        got = G.synthesis(ws)
-    torch.testing.assert_close(got, G2.synthesis(ws, fused_modconv=True), rtol=1e-5, atol=1e-5)
+    G.synthesis.b8.conv0.weight.data.mul_(2)
+    G2.synthesis.b8.conv0.weight.data.mul_(2)
+    G.synthesis.b16.conv1.weight.data = G2.synthesis.b16.conv1.weight.data.clone() * 3
+    G2.synthesis.b16.conv1.weight.data.mul_(3)
+    torch.testing.assert_close(F0.synthesis(ws), before, rtol=0, atol=0)
+    expected = G2.synthesis(ws, fused_modconv=True)
+    torch.testing.assert_close(G.synthesis(ws), expected, rtol=0, atol=0)  # G itself caches nothing
+    torch.testing.assert_close(G.freeze().synthesis(ws), expected, rtol=1e-5, atol=1e-5)
+    F1 = copy.deepcopy(G.freeze())
+    torch.testing.assert_close(F1.synthesis(ws), expected, rtol=1e-5, atol=1e-5)
+    assert not any(p.requires_grad for p in F1.parameters())
+    with pytest.raises(RuntimeError, match="cannot be trained"):
+        F1.train()
 
 
 def test_gradient_to_ws_through_frozen_generator(make_generator):
-    """Projection-style use: frozen weights, gradients w.r.t. ws (fast path outside inference_mode)."""
-    G = make_generator().requires_grad_(False)
+    """Projection-style use: gradients w.r.t. ws flow through the frozen form."""
+    G = make_generator().requires_grad_(False).eval()
+    F = G.freeze()
     ws = G.mapping(torch.randn([2, G.z_dim])).requires_grad_(True)
     with torch.inference_mode():
-        G.synthesis(ws.detach())  # fill the inference-mode cache first
-    (g_fast,) = torch.autograd.grad(G.synthesis(ws).square().sum(), ws)
+        F.synthesis(ws.detach())  # an inference-mode call first must not poison autograd later
+    (g_fast,) = torch.autograd.grad(F.synthesis(ws).square().sum(), ws)
     (g_ref,) = torch.autograd.grad(G.synthesis(ws, fused_modconv=True).square().sum(), ws)
     torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-5)
 

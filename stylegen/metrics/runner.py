@@ -17,10 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from stylegen.metrics import perceptual
-from stylegen.training.dataset import DatasetError, load_labels
+from stylegen.metrics import METRICS, MetricSpec, dataset_stats, features, fid, kid, perceptual, ppl, pr
 from stylegen.networks.generator import to_uint8
-from stylegen.metrics import METRICS, MetricSpec, dataset_stats, features, fid, kid, ppl, pr
+from stylegen.training.dataset import DatasetError, load_labels
 
 OFFLINE_PPL = "or use the offline metric ppl2_wend_effnet_lite0"
 Progress = Callable[[str, int], object]  # (label, total) -> context manager with update(n)
@@ -98,6 +97,7 @@ def run_metrics(G: torch.nn.Module, data: str | os.PathLike, names: list[str], o
     """Yield one record per metric: {metric, results, num_gen, num_real, weights, comparable, total_time}."""
     check_weights(names, opts)
     c_sampler = label_sampler(G, data) if data is not None else None
+    G_fast = G.freeze() if hasattr(G, "freeze") else G  # the inference form for the fakes (not PPL: it redraws noise)
     nets: dict[str, features.FeatureNet] = {}
     gen_cache: dict[tuple[str, int], np.ndarray] = {}
     for name in names:
@@ -120,7 +120,7 @@ def run_metrics(G: torch.nn.Module, data: str | os.PathLike, names: list[str], o
                 nets[spec.net] = features.load_feature_net(spec.net, opts.feature_net, opts.vgg).to(opts.device)
             net = nets[spec.net]
             if (spec.net, num) not in gen_cache:
-                gen_cache[(spec.net, num)] = generated_features(G, net, num, opts, c_sampler)
+                gen_cache[(spec.net, num)] = generated_features(G_fast, net, num, opts, c_sampler)
             real = dataset_stats.dataset_features(
                 data, net, G.img_resolution, spec.max_real, opts.batch, opts.device, opts.progress, opts.use_cache
             )

@@ -1,6 +1,6 @@
 """Residual discriminator of StyleGAN2 (Karras et al. 2020, fig. 7b) with minibatch std-dev.
 
-Parameter names are NVIDIA's (`compat/FORMAT.md`), so their published `D` loads for
+Parameter names are NVIDIA's (docs/formats.md), so their published `D` loads for
 fine-tuning. Conditional networks project the label embedding onto the output
 (Miyato & Koyama 2018), as NVIDIA's does.
 """

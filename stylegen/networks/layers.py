@@ -1,7 +1,7 @@
 """Building blocks of the StyleGAN2 generator: equalized-lr dense layer and modulated convolution.
 
 Numerics follow NVIDIA's `training/networks.py` (stylegan2-ada-pytorch) so that their published
-networks give their pixels; see `compat/FORMAT.md` "Numerics".
+networks give their pixels; see docs/formats.md "Numerics".
 """
 
 from __future__ import annotations

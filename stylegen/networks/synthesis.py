@@ -8,60 +8,19 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
-from stylegen.networks.layers import FullyConnectedLayer, fold_up2_weight, modconv_frozen, modulated_conv2d
+from stylegen.networks.layers import FullyConnectedLayer, modulated_conv2d
 from stylegen.ops import bias_act, setup_filter, upsample2d
 
 NOISE_MODES = ("random", "const", "none")
-# Inference speed-up: transposed conv + FIR filter of the up-sampling convs as one cached
-# polyphase conv (see fold_up2_weight); the plain path is kept for training and reference.
-FOLD_UP2 = True
-FOLD_MAX_CHANNELS_AT_BATCH_1 = 128
-# Inference (eval mode, no gradient to the weights): cached derived weights and fused epilogues.
-FAST_INFERENCE = True
-# Sampling runs the batch in micro-batches whose last-layer activations stay near this many
-# elements (8 MB of float32): at 256x256 a batch of 8 is ~2.5x slower per image than 8 batches
-# of 1 on our 2-core CPU, because [8, 64, 256, 256] tensors stream through memory at every op
-# while one image's stay in cache (bench/generate.py).
-MICRO_BATCH_ELEMENTS = 2**21
 
 
-def use_fused(x: torch.Tensor, training: bool) -> bool:
-    """Default of fused_modconv: False, the shared-weight conv with activations scaled around it.
-
-    With frozen weights in eval mode that path becomes `SynthesisLayer._forward_frozen`, which
-    picks per layer and batch between per-sample weights in a grouped conv and scaled
-    activations (`modconv_frozen`, whichever touches fewer elements); with gradients to the
-    weights it is NVIDIA's training path. fused_modconv=True gives NVIDIA's inference arithmetic
-    (grouped conv, transposed conv + FIR) and is the reference the fast path is tested against.
-    """
-    return False
-
-
-def _frozen(weight: torch.Tensor) -> bool:
-    """True when no gradient can flow to `weight`, so derived weights may be cached."""
-    return not (torch.is_grad_enabled() and weight.requires_grad)
-
-
-def _cached(module: torch.nn.Module, make) -> dict:
-    """make() for a frozen module, cached until any of its parameters or buffers changes.
-
-    The key holds every tensor's storage and version counter (bumped by in-place updates such as
-    load_state_dict) and whether inference mode is on: tensors made under inference_mode must
-    not reach autograd outside it.
-    """
-    tensors = list(module.parameters()) + list(module.buffers())
-    try:
-        key = tuple((t.data_ptr(), t._version) for t in tensors) + (torch.is_inference_mode_enabled(),)
-    except RuntimeError:  # inference tensors have no version counter: do not cache
-        return make()
-    cache = module.__dict__.setdefault("_frozen_cache", {})
-    if key not in cache:
-        if len(cache) > 1:  # one entry per mode (inference / plain no-grad)
-            cache.clear()
-        cache[key] = make()
-    return cache[key]
+def check_ws_and_noise_mode(ws: torch.Tensor, noise_mode: str, num_ws: int, w_dim: int) -> None:
+    """ValueError unless ws is [N, num_ws, w_dim] and noise_mode is one of NOISE_MODES."""
+    if ws.ndim != 3 or ws.shape[1:] != (num_ws, w_dim):
+        raise ValueError(f"synthesis: ws must be [N, {num_ws}, {w_dim}]; got {tuple(ws.shape)}")
+    if noise_mode not in NOISE_MODES:
+        raise ValueError(f"synthesis: noise_mode must be one of {', '.join(NOISE_MODES)}; got {noise_mode!r}")
 
 
 class SynthesisLayer(torch.nn.Module):
@@ -90,9 +49,6 @@ class SynthesisLayer(torch.nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused: bool = True):
         """x [N, I, r/up, r/up], w [N, w_dim] -> [N, O, r, r]."""
         styles = self.affine(w)
-        foldable = self.up == 1 or (FOLD_UP2 and self.resample_filter.shape == (4, 4))
-        if not fused and not self.training and FAST_INFERENCE and foldable and _frozen(self.weight):
-            return self._forward_frozen(x, styles, noise_mode)
         noise = None
         if noise_mode == "random":
             noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
@@ -101,36 +57,6 @@ class SynthesisLayer(torch.nn.Module):
             noise = self.noise_const * self.noise_strength
         x = modulated_conv2d(x, self.weight, styles, noise, self.up, self.resample_filter, fused=fused)
         return bias_act(x, self.bias.to(x.dtype), act="lrelu", gain=self.act_gain, clamp=self.conv_clamp)
-
-    def _forward_frozen(self, x: torch.Tensor, styles: torch.Tensor, noise_mode: str) -> torch.Tensor:
-        """Inference: cached kernel and squared-weight sums, one fused epilogue, in-place lrelu."""
-        c = _cached(self, self._frozen_constants)
-        # Demodulation: sum_(i,k) (w_oik s_i)^2 = sum_i s_i^2 sum_k w_oik^2 (eq. 2-3), times the act gain.
-        dcoefs = (styles.square() @ c["wsq"].t() + 1e-8).rsqrt() * self.act_gain
-        # Folding the up-sampling FIR into the conv (4x the multiply-adds of the transposed conv)
-        # pays for batches and narrow layers; measured on a 2-core CPU (bench/generate.py).
-        fold = self.up == 2 and (x.shape[0] > 1 or x.shape[1] <= FOLD_MAX_CHANNELS_AT_BATCH_1)
-        kernel, f = (c["folded"], None) if fold else (c["weight"], self.resample_filter if self.up == 2 else None)
-        y, scale = modconv_frozen(x, kernel, styles, dcoefs, folded=fold, up_filter=f)
-        base = c["bias_noise"] if noise_mode == "const" else c["bias"]
-        if noise_mode == "random":
-            noise = torch.randn([x.shape[0], 1, self.resolution, self.resolution], device=x.device)
-            base = base + noise * (self.noise_strength * self.act_gain)
-        y = torch.addcmul(base, y, scale) if scale is not None else y.add_(base)
-        # lrelu(g * v) = g * lrelu(v) for g > 0: the gain is already folded into the terms above.
-        y = F.leaky_relu_(y, 0.2)
-        return y.clamp_(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else y
-
-    def _frozen_constants(self) -> dict:
-        g, b = self.act_gain, self.bias.detach()[:, None, None]
-        w = self.weight.detach()
-        return {
-            "wsq": w.square().sum(dim=[2, 3]),  # [O, I]
-            "weight": w,
-            "folded": fold_up2_weight(w, self.resample_filter) if self.up == 2 else None,
-            "bias": (b * g).unsqueeze(0),  # [1, O, 1, 1]
-            "bias_noise": ((self.noise_const * self.noise_strength.detach() + b) * g).unsqueeze(0),  # [1, O, r, r]
-        }
 
     def extra_repr(self) -> str:
         o, i = self.weight.shape[:2]
@@ -150,11 +76,6 @@ class ToRGBLayer(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused: bool = True) -> torch.Tensor:
         styles = self.affine(w) * self.weight_gain
-        if not fused and not self.training and FAST_INFERENCE and _frozen(self.weight):
-            c = _cached(self, lambda: {"kernel": self.weight.detach()})
-            y, _ = modconv_frozen(x, c["kernel"], styles, None, folded=False)
-            y = y.add_(self.bias.detach().reshape(1, -1, 1, 1))
-            return y.clamp_(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else y
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
         return bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
@@ -188,7 +109,9 @@ class SynthesisBlock(torch.nn.Module):
     def forward(self, x, img, ws, noise_mode="const", fused=None):
         """ws [N, num_conv + num_torgb, w_dim]; returns (features, image so far)."""
         if fused is None:
-            fused = use_fused(ws, self.training)
+            # NVIDIA's default: per-sample weights in one grouped conv for inference, the
+            # shared-weight conv with scaled activations for training.
+            fused = not self.training
         if self.in_channels == 0:
             x = self.const.to(ws.dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
             x = self.conv1(x, ws[:, 0], noise_mode, fused)
@@ -235,16 +158,11 @@ class SynthesisNetwork(torch.nn.Module):
         """ws [N, num_ws, w_dim] -> img [N, img_channels, R, R] float32 (~[-1, 1]).
 
         noise_mode: 'const' (the stored noise), 'random' (fresh noise) or 'none'.
-        fused_modconv: None = pick the faster form for the batch (see `use_fused`).
+        fused_modconv: None = NVIDIA's choice (grouped conv in eval mode, scaled activations in
+        training). For fast sampling use the inference form, `Generator.freeze()`.
         """
-        if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
-            raise ValueError(f"synthesis: ws must be [N, {self.num_ws}, {self.w_dim}]; got {tuple(ws.shape)}")
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"synthesis: noise_mode must be one of {', '.join(NOISE_MODES)}; got {noise_mode!r}")
+        check_ws_and_noise_mode(ws, noise_mode, self.num_ws, self.w_dim)
         ws = ws.to(torch.float32)
-        micro = self.micro_batch()
-        if fused_modconv is None and ws.shape[0] > micro and not self.training and not torch.is_grad_enabled():
-            return torch.cat([self.forward(part, noise_mode) for part in ws.split(micro)])
         x = img = None
         w_idx = 0
         for r in self.block_resolutions:
@@ -254,11 +172,6 @@ class SynthesisNetwork(torch.nn.Module):
             x, img = block(x, img, block_ws, noise_mode, fused_modconv)
             w_idx += block.num_conv
         return img
-
-    def micro_batch(self) -> int:
-        """Images per pass when sampling (see MICRO_BATCH_ELEMENTS)."""
-        last = getattr(self, f"b{self.img_resolution}").conv1.weight.shape[0]
-        return max(1, MICRO_BATCH_ELEMENTS // (last * self.img_resolution**2))
 
     def extra_repr(self) -> str:
         return f"w_dim={self.w_dim}, num_ws={self.num_ws}, resolution={self.img_resolution}"
