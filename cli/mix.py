@@ -111,10 +111,11 @@ def mix(
     """
     import stylegen
     from stylegen.editing import mixing
+    from stylegen.formats import ws_file
 
     device = common.resolve_device(device)
-    src_file = src_path if src_path is not None and mixing.is_ws_file(src_path) else None
-    dst_file = dst_path if dst_path is not None and mixing.is_ws_file(dst_path) else None
+    src_file = src_path if src_path is not None and ws_file.is_ws_file(src_path) else None
+    dst_file = dst_path if dst_path is not None and ws_file.is_ws_file(dst_path) else None
     check_seed_options(src_file, dst_file)
     src_net, dst_net = mix_networks(src_path, dst_path, network, src_file, dst_file)
     G_src = stylegen.load_network(src_net).to(device).eval()
@@ -196,7 +197,7 @@ def mix_networks(src_path, dst_path, network, src_file, dst_file) -> tuple[str, 
 def warn_if_made_elsewhere(file, net) -> None:
     """A ws file drawn through a network other than the one that made it fits (same shapes) but
     means something else there: say so on stderr, once per file."""
-    from stylegen.editing.mixing import ws_file_network
+    from stylegen.formats.ws_file import ws_file_network
     from stylegen.metrics.weights import file_sha256
 
     made = ws_file_network(file)
@@ -233,13 +234,14 @@ def write_grid(G_mix, src, dst, selection, noise_mode, out: Path, outdir: Path |
         outdir.mkdir(parents=True, exist_ok=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_rows = len(dst.names)
+    frozen = {id(G): G.freeze() for G in (src.G, dst.G, G_mix)}  # the inference forms, once each
     with torch.inference_mode():
-        tops = to_numpy_images(src.G.synthesis(src.ws, noise_mode=noise_mode))
-        lefts = to_numpy_images(dst.G.synthesis(dst.ws, noise_mode=noise_mode))
+        tops = to_numpy_images(frozen[id(src.G)].synthesis(src.ws, noise_mode=noise_mode))
+        lefts = to_numpy_images(frozen[id(dst.G)].synthesis(dst.ws, noise_mode=noise_mode))
         cells = [None, *tops]
         bar = common.progress(n_rows, f"Mixing {n_rows} x {len(src.names)}", show=n_rows > 1)
         with bar:
-            rows = mix_rows(G_mix, src, dst, selection, noise_mode)
+            rows = mix_rows(frozen[id(G_mix)], src, dst, selection, noise_mode)
             for j, row in enumerate(rows):
                 row = to_numpy_images(row)
                 cells += [lefts[j], *row]

@@ -10,6 +10,7 @@ import torch
 from cli_helpers import tiny
 
 from stylegen.editing import mixing
+from stylegen.formats import ws_file
 
 _ref_ops = cli_helpers._ref_ops
 
@@ -154,13 +155,13 @@ def test_ws_file_round_trip_records_the_network_and_replaces_atomically(tmp_path
     net.write_bytes(b"any network file")
     path = tmp_path / "ws.npz"
     ws = torch.randn([2, 6, 8])
-    mixing.save_ws_file(path, ws, [7, 9], truncation_psi=0.5, truncation_cutoff=4, network=net)
+    ws_file.save_ws_file(path, ws, [7, 9], truncation_psi=0.5, truncation_cutoff=4, network=net)
     with np.load(path) as data:
         assert data["ws"].dtype == np.float32 and torch.equal(torch.from_numpy(data["ws"]), ws)
         assert data["seeds"].tolist() == [7, 9] and float(data["truncation_psi"]) == 0.5
         assert int(data["truncation_cutoff"]) == 4 and int(data["class_idx"]) == -1
-    assert mixing.ws_file_network(path) == ("net.pkl", hashlib.sha256(b"any network file").hexdigest())
-    assert mixing.is_ws_file(path)
+    assert ws_file.ws_file_network(path) == ("net.pkl", hashlib.sha256(b"any network file").hexdigest())
+    assert ws_file.is_ws_file(path)
 
     # A failed write leaves the previous file whole and no temporary behind.
     before = path.read_bytes()
@@ -171,8 +172,8 @@ def test_ws_file_round_trip_records_the_network_and_replaces_atomically(tmp_path
 
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
-        mixing.save_ws_file(path, torch.zeros([1, 6, 8]))
+        ws_file.save_ws_file(path, torch.zeros([1, 6, 8]))
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["net.pkl", "ws.npz"]
     monkeypatch.undo()
-    mixing.save_ws_file(path, torch.zeros([1, 6, 8]))  # no network: nothing recorded, still readable
-    assert mixing.ws_file_network(path) is None
+    ws_file.save_ws_file(path, torch.zeros([1, 6, 8]))  # no network: nothing recorded, still readable
+    assert ws_file.ws_file_network(path) is None

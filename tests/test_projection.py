@@ -14,10 +14,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 import stylegen
-from stylegen.editing import mixing, projection
-from stylegen.metrics import perceptual
 from stylegen.cli.main import main
+from stylegen.editing import mixing, projection
+from stylegen.formats import ws_file
 from stylegen.formats.images import to_numpy_images
+from stylegen.metrics import perceptual
 
 
 @pytest.fixture(autouse=True)
@@ -221,7 +222,7 @@ def test_project_cli_writes_outputs_and_mix_reads_them(tmp_path, nets):
 def test_mix_refuses_ws_of_another_shape(tmp_path, nets, make_generator):
     G = make_generator(1, img_resolution=8)
     ws = tmp_path / "ws8.npz"
-    mixing.save_ws_file(ws, torch.zeros([2, G.num_ws, G.w_dim]))
+    ws_file.save_ws_file(ws, torch.zeros([2, G.num_ws, G.w_dim]))
     r = run("mix", "--network", nets["rgb"], "--fine", ws)
     assert r.exit_code == 2 and "ws8.npz: ws of shape (2, 4, 8) do not fit" in r.output
 

@@ -16,14 +16,14 @@ the top resolution selects every ws that shapes it.
 from __future__ import annotations
 
 import copy
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from stylegen.formats.atomic import atomic_path
+from stylegen.errors import InputError, WsFileError
+from stylegen.formats.ws_file import read_ws_file
 from stylegen.networks.generator import ws_resolution
 
 # Level name -> inclusive range of resolutions (None = no upper limit).
@@ -119,17 +119,17 @@ def _channels(G: torch.nn.Module) -> dict[int, int]:
 
 
 def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> None:
-    """Raise ValueError naming the first field in which two generators differ for layer swapping."""
+    """Raise InputError naming the first field in which two generators differ for layer swapping."""
     for field in ("img_resolution", "img_channels", "w_dim", "num_ws", "c_dim"):
         a, b = int(getattr(G_src, field)), int(getattr(G_dst, field))
         if a != b:
-            raise ValueError(
+            raise InputError(
                 f"networks differ in {field}: SRC {a}, DST {b}; layer swapping needs the same architecture"
             )
     ch_src, ch_dst = _channels(G_src), _channels(G_dst)
     for r in ch_src:
         if ch_src[r] != ch_dst[r]:
-            raise ValueError(
+            raise InputError(
                 f"networks differ in channels at {r}x{r}: SRC {ch_src[r]}, DST {ch_dst[r]}; "
                 "layer swapping needs the same architecture"
             )
@@ -137,7 +137,7 @@ def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> N
     for name in sorted(set(shapes_src) | set(shapes_dst)):
         a, b = shapes_src.get(name), shapes_dst.get(name)
         if a != b:
-            raise ValueError(f"networks differ in synthesis.{name}: SRC {a}, DST {b}")
+            raise InputError(f"networks differ in synthesis.{name}: SRC {a}, DST {b}")
 
 
 def layer_swap(
@@ -215,68 +215,15 @@ def mix_rows(
         yield G_mix.synthesis(ws, noise_mode=noise_mode)
 
 
-def save_ws_file(
-    path,
-    ws: torch.Tensor,
-    seeds=None,
-    *,
-    truncation_psi: float = 1.0,
-    truncation_cutoff: int | None = None,
-    class_idx: int | None = None,
-    network=None,
-    extra: dict[str, np.ndarray] | None = None,
-) -> None:
-    """Write a ws file (docs/cli.md "ws.npz") atomically: ws float32 [N, num_ws, w_dim], seeds
-    int64 [N] (-1: no seed; the default), the truncation and class used (-1 = none), the file
-    name and sha256 of the `network` file that made them (when given), and `extra` arrays."""
-    from stylegen.metrics.weights import file_sha256
-
-    n = ws.shape[0]
-    arrays = {
-        "ws": ws.detach().cpu().numpy().astype(np.float32),
-        "seeds": np.full([n], -1, dtype=np.int64) if seeds is None else np.asarray(seeds, dtype=np.int64),
-        "truncation_psi": np.float32(truncation_psi),
-        "truncation_cutoff": np.int64(-1 if truncation_cutoff is None else truncation_cutoff),
-        "class_idx": np.int64(-1 if class_idx is None else class_idx),
-    }
-    if network is not None:
-        arrays["network_name"] = np.asarray(Path(network).name)
-        arrays["network_sha256"] = np.asarray(file_sha256(Path(network)))
-    arrays.update(extra or {})
-    with atomic_path(path, suffix=".npz") as tmp:
-        np.savez(tmp, **arrays)
-
-
-def ws_file_network(path) -> tuple[str, str] | None:
-    """(file name, sha256) of the network a ws file was made with, or None when not recorded
-    (files written before this was recorded, or by other tools)."""
-    with np.load(path) as data:
-        if "network_sha256" not in data:
-            return None
-        return str(data["network_name"]) if "network_name" in data else "?", str(data["network_sha256"])
-
-
-def is_ws_file(path) -> bool:
-    """True for a ws file (`sample --save-ws` / `project`): a .npz zip holding `ws.npy`.
-
-    Network snapshots are zips too (torch.save), so the member name decides, not the header.
-    """
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        return "ws.npy" in zf.namelist()
-
-
 def load_ws_file(path, G: torch.nn.Module) -> StyleSource:
     """A StyleSource of G from a ws file: its ws [N, num_ws, w_dim] as stored (already truncated
     when they were sampled with --trunc). Rows are named by seed ('0007'), or '<file stem><row>'
-    for rows without a seed (seed -1, e.g. projected images). ValueError on a shape mismatch."""
-    with np.load(path) as data:
-        ws = np.asarray(data["ws"])
-        seeds = np.asarray(data["seeds"]) if "seeds" in data else np.full([len(ws)], -1)
+    for rows without a seed (seed -1, e.g. projected images). WsFileError if it cannot be read or
+    does not fit G."""
+    ws, seeds = read_ws_file(path)
     expected = (G.num_ws, G.w_dim)
     if ws.ndim != 3 or tuple(ws.shape[1:]) != expected or len(ws) == 0:
-        raise ValueError(
+        raise WsFileError(
             f"{path}: ws of shape {tuple(ws.shape)} do not fit the network "
             f"(need [N, num_ws={expected[0]}, w_dim={expected[1]}])"
         )

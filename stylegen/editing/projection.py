@@ -21,10 +21,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from stylegen.errors import InputError
 from stylegen.formats.atomic import atomic_path
-from stylegen.training.dataset import _to_array, resize_image
+from stylegen.formats.image_files import image_to_array, resize_image
 from stylegen.formats.images import make_grid, save_png, to_numpy_images
-from stylegen.editing.mixing import save_ws_file
+from stylegen.formats.ws_file import save_ws_file
 from stylegen.metrics.perceptual import PerceptualDistance
 
 
@@ -74,11 +75,11 @@ def load_target(path: str | Path, resolution: int, channels: int) -> torch.Tenso
     except FileNotFoundError:
         raise FileNotFoundError(2, "no such file", str(path)) from None
     except Exception as e:  # PIL raises many types for corrupt data
-        raise ValueError(f"{path}: not a readable image ({type(e).__name__})") from None
+        raise InputError(f"{path}: not a readable image ({type(e).__name__})") from None
     if channels not in (1, 3):
-        raise ValueError(f"projection supports 1- or 3-channel networks; this one has {channels}")
+        raise InputError(f"projection supports 1- or 3-channel networks; this one has {channels}")
     square = resize_image(img, resolution, "center-crop")
-    return torch.from_numpy(_to_array(square, channels).copy())
+    return torch.from_numpy(image_to_array(square, channels).copy())
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -143,7 +144,7 @@ def project(
     buffers are optimised). progress(step, loss) is called after each step.
     """
     if G.c_dim:
-        raise ValueError(f"projection of conditional networks (c_dim={G.c_dim}) is not supported")
+        raise InputError(f"projection of conditional networks (c_dim={G.c_dim}) is not supported")
     C, R = G.img_channels, G.img_resolution
     assert target.shape == (C, R, R) and target.dtype == torch.uint8, (target.shape, target.dtype, C, R)
     G_opt = copy.deepcopy(G).eval().requires_grad_(False)
@@ -233,7 +234,7 @@ def write_projection(
 ) -> list[Path]:
     """OUTDIR/ws.npz, proj.png, target.png, target_vs_proj.png (and proj.gif); returns the paths.
 
-    ws.npz is `sample --save-ws`'s format (`mixing.save_ws_file`, naming `network` when given):
+    ws.npz is `sample --save-ws`'s format (`stylegen.formats.ws_file.save_ws_file`, naming `network` when given):
     one row without a seed, plus the optimised noise maps as `noise.<synthesis buffer name>`
     float32 [r, r] (readers of the ws format ignore them)."""
     outdir = Path(outdir)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from stylegen.formats.atomic import atomic_path
-from stylegen.training.dataset import DatasetError, _Source, _to_array
+from stylegen.formats.image_files import DatasetError, ImageFiles, image_to_array
 from stylegen.metrics.features import FeatureNet
 
 CACHE_VERSION = 1
@@ -34,9 +34,9 @@ def cache_dir() -> Path:
     return Path(root) / "dataset-features"
 
 
-def image_names(path: str | os.PathLike) -> tuple[_Source, list[str]]:
+def image_names(path: str | os.PathLike) -> tuple[ImageFiles, list[str]]:
     """The folder/zip reader and its image files in sorted order; DatasetError if there are none."""
-    src = _Source(Path(path))
+    src = ImageFiles(Path(path))
     names = src.images()
     if not names:
         raise DatasetError(f"{path}: no images found")
@@ -70,7 +70,7 @@ def iter_batches(path: str | os.PathLike, resolution: int, max_items: int | None
                 f"{path}: {name} is {img.size[0]}x{img.size[1]}, the network makes {resolution}x{resolution} "
                 f"(convert with: stylegen dataset {path} OUT.zip --resolution {resolution} --resize center-crop)"
             )
-        chunk.append(_to_array(img, 3))
+        chunk.append(image_to_array(img, 3))
         if len(chunk) == batch:
             yield torch.from_numpy(np.stack(chunk))
             chunk = []

@@ -20,73 +20,19 @@ import torch
 from PIL import Image
 
 from stylegen.formats.atomic import atomic_path
-
-EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
-RESIZE_MODES = ("center-crop", "pad", "stretch")
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used as it is; the message names the files and the fix."""
+from stylegen.formats.image_files import (
+    EXTENSIONS,
+    RESIZE_MODES,
+    DatasetError,
+    ImageFiles,
+    image_to_array,
+    resize_image,
+)
 
 
 def _names(items: list[str], limit: int = 5) -> str:
     shown = ", ".join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
-
-
-class _Source:
-    """Uniform read access to the files of a folder or a zip."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        if path.is_dir():
-            self.zip = None
-            files = [p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()]
-        elif path.is_file() and zipfile.is_zipfile(path):
-            self.zip = zipfile.ZipFile(path)
-            files = [n for n in self.zip.namelist() if not n.endswith("/")]
-        elif path.exists():
-            raise DatasetError(f"{path}: not a folder or a zip file")
-        else:
-            raise DatasetError(f"{path}: no such folder or zip file")
-        self.files = sorted(files)
-
-    def images(self) -> list[str]:
-        return [f for f in self.files if f.lower().endswith(EXTENSIONS)]
-
-    def read(self, name: str) -> bytes:
-        if self.zip is not None:
-            return self.zip.read(name)
-        return (self.path / name).read_bytes()
-
-
-def resize_image(img: Image.Image, resolution: int, mode: str | None) -> Image.Image:
-    """Make img resolution x resolution: 'center-crop', 'pad' (with black), 'stretch'."""
-    w, h = img.size
-    if (w, h) == (resolution, resolution):
-        return img
-    if mode == "center-crop":
-        s = min(w, h)
-        img = img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
-    elif mode == "pad":
-        s = max(w, h)
-        canvas = Image.new(img.mode, (s, s))
-        canvas.paste(img, ((s - w) // 2, (s - h) // 2))
-        img = canvas
-    elif mode != "stretch":
-        raise DatasetError(f"resize mode must be one of {', '.join(RESIZE_MODES)}; got {mode!r}")
-    return img.resize((resolution, resolution), Image.LANCZOS)
-
-
-def _to_array(img: Image.Image, channels: int) -> np.ndarray:
-    if img.mode in ("RGBA", "LA", "P"):
-        # Composite transparency on white (emoji, icons) rather than on black.
-        rgba = img.convert("RGBA")
-        bg = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(bg, rgba)
-    img = img.convert("L" if channels == 1 else "RGB")
-    arr = np.asarray(img, dtype=np.uint8)
-    return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
 @dataclass(frozen=True)
@@ -100,7 +46,7 @@ class DatasetOptions:
 
 def load_images(path: str | os.PathLike, opts: DatasetOptions) -> tuple[torch.Tensor, list[str], list[str]]:
     """Decode every image: (uint8 [N, C, R, R], names kept, names skipped as unreadable)."""
-    src = _Source(Path(path))
+    src = ImageFiles(Path(path))
     names = src.images()
     if not names:
         raise DatasetError(f"{path}: no images found ({', '.join(EXTENSIONS)})")
@@ -126,13 +72,13 @@ def load_images(path: str | os.PathLike, opts: DatasetOptions) -> tuple[torch.Te
             f"(use --resize {'|'.join(RESIZE_MODES)})"
         )
     channels = opts.channels or (1 if all(im.mode in ("L", "1", "I;16") for _, im in decoded) else 3)
-    arrays = [_to_array(resize_image(im, res, opts.resize), channels) for _, im in decoded]
+    arrays = [image_to_array(resize_image(im, res, opts.resize), channels) for _, im in decoded]
     return torch.from_numpy(np.stack(arrays)), [n for n, _ in decoded], bad
 
 
 def load_labels(path: str | os.PathLike, names: list[str]) -> torch.Tensor:
     """Labels of `names` from dataset.json: one-hot float32 [N, c_dim] for ints, else the vectors."""
-    src = _Source(Path(path))
+    src = ImageFiles(Path(path))
     if "dataset.json" not in src.files:
         raise DatasetError(f"{path}: --cond needs a dataset.json with labels")
     try:
