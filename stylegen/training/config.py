@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from stylegen.errors import InputError
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -30,60 +32,101 @@ class Preset:
 # Paper presets follow NVIDIA's stylegan2-ada-pytorch `--cfg` table.
 PRESETS: dict[str, Preset] = {
     "cpu32": Preset(
-        2048,
-        128,
-        2,
-        128,
-        16,
-        0.1,
-        0.0025,
-        2.5,
-        0.05,
-        4,
-        0.0,
-        0.0,
-        None,
-        "32x32 on a 2-core CPU: small nets, no path-length reg",
+        channel_base=2048,
+        channel_max=128,
+        mapping_layers=2,
+        z_dim=128,
+        batch=16,
+        gamma=0.1,
+        lr=0.0025,
+        ema_kimg=2.5,
+        ema_rampup=0.05,
+        mbstd_group=4,
+        pl_weight=0.0,
+        style_mixing_prob=0.0,
+        conv_clamp=None,
+        description="32x32 on a 2-core CPU: small nets, no path-length reg",
     ),
     "cpu64": Preset(
-        4096,
-        256,
-        2,
-        256,
-        16,
-        0.2,
-        0.0025,
-        5.0,
-        0.05,
-        4,
-        0.0,
-        0.0,
-        None,
-        "64x64 on a 2-core CPU: small nets, no path-length reg",
+        channel_base=4096,
+        channel_max=256,
+        mapping_layers=2,
+        z_dim=256,
+        batch=16,
+        gamma=0.2,
+        lr=0.0025,
+        ema_kimg=5.0,
+        ema_rampup=0.05,
+        mbstd_group=4,
+        pl_weight=0.0,
+        style_mixing_prob=0.0,
+        conv_clamp=None,
+        description="64x64 on a 2-core CPU: small nets, no path-length reg",
     ),
     "paper256": Preset(
-        16384, 512, 8, 512, 64, 1.0, 0.0025, 20.0, None, 8, 2.0, 0.9, 256, "StyleGAN2 paper config for 256x256 (8 GPUs)"
+        channel_base=16384,
+        channel_max=512,
+        mapping_layers=8,
+        z_dim=512,
+        batch=64,
+        gamma=1.0,
+        lr=0.0025,
+        ema_kimg=20.0,
+        ema_rampup=None,
+        mbstd_group=8,
+        pl_weight=2.0,
+        style_mixing_prob=0.9,
+        conv_clamp=256,
+        description="StyleGAN2 paper config for 256x256 (8 GPUs)",
     ),
     "paper512": Preset(
-        32768, 512, 8, 512, 64, 0.5, 0.0025, 20.0, None, 8, 2.0, 0.9, 256, "StyleGAN2 paper config for 512x512 (8 GPUs)"
+        channel_base=32768,
+        channel_max=512,
+        mapping_layers=8,
+        z_dim=512,
+        batch=64,
+        gamma=0.5,
+        lr=0.0025,
+        ema_kimg=20.0,
+        ema_rampup=None,
+        mbstd_group=8,
+        pl_weight=2.0,
+        style_mixing_prob=0.9,
+        conv_clamp=256,
+        description="StyleGAN2 paper config for 512x512 (8 GPUs)",
     ),
     "paper1024": Preset(
-        32768,
-        512,
-        8,
-        512,
-        32,
-        2.0,
-        0.002,
-        10.0,
-        None,
-        4,
-        2.0,
-        0.9,
-        256,
-        "StyleGAN2 paper config for 1024x1024 (8 GPUs)",
+        channel_base=32768,
+        channel_max=512,
+        mapping_layers=8,
+        z_dim=512,
+        batch=32,
+        gamma=2.0,
+        lr=0.002,
+        ema_kimg=10.0,
+        ema_rampup=None,
+        mbstd_group=4,
+        pl_weight=2.0,
+        style_mixing_prob=0.9,
+        conv_clamp=256,
+        description="StyleGAN2 paper config for 1024x1024 (8 GPUs)",
     ),
-    "stylegan2": Preset(32768, 512, 8, 512, 32, 10.0, 0.002, 10.0, None, 4, 2.0, 0.9, 256, "StyleGAN2 config F"),
+    "stylegan2": Preset(
+        channel_base=32768,
+        channel_max=512,
+        mapping_layers=8,
+        z_dim=512,
+        batch=32,
+        gamma=10.0,
+        lr=0.002,
+        ema_kimg=10.0,
+        ema_rampup=None,
+        mbstd_group=4,
+        pl_weight=2.0,
+        style_mixing_prob=0.9,
+        conv_clamp=256,
+        description="StyleGAN2 config F",
+    ),
 }
 
 
@@ -122,13 +165,13 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.preset not in PRESETS:
-            raise ValueError(f"--cfg {self.preset!r} is not one of {', '.join(PRESETS)}")
+            raise InputError(f"--cfg {self.preset!r} is not one of {', '.join(PRESETS)}")
         if self.aug not in ("ada", "fixed", "none"):
-            raise ValueError(f"--aug must be ada, fixed or none; got {self.aug!r}")
+            raise InputError(f"--aug must be ada, fixed or none; got {self.aug!r}")
         if self.kimg <= 0 or self.snap <= 0:
-            raise ValueError("--kimg and --snap must be positive")
+            raise InputError("--kimg and --snap must be positive")
         if not 0 <= self.aug_p <= 1:
-            raise ValueError(f"--aug-p must be in [0, 1]; got {self.aug_p}")
+            raise InputError(f"--aug-p must be in [0, 1]; got {self.aug_p}")
 
     @property
     def spec(self) -> Preset:
