@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from stylegen import load_network
-from stylegen.metrics.frechet import feature_stats, frechet_distance
 from stylegen.formats.images import make_grid, save_png, to_numpy_images
+from stylegen.metrics.frechet import feature_stats, frechet_distance
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 

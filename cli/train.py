@@ -8,8 +8,8 @@ import time
 import click
 
 from stylegen.cli.common import CLIError, library_errors
-from stylegen.training.dataset import RESIZE_MODES
 from stylegen.training.config import PRESETS, TrainConfig
+from stylegen.training.dataset import RESIZE_MODES
 
 
 def _progress_line(total_kimg: float):

@@ -8,18 +8,18 @@ import os
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 from stylegen.formats.bundled import default_network
+from stylegen.formats.snapshot import (
+    NetworkLoadError,
+    load_network,
+    load_snapshot,
+    save_network,
+)
 from stylegen.networks.generator import (
     Generator,
     GeneratorConfig,
     seed_to_z,
     to_uint8,
     ws_resolution,
-)
-from stylegen.formats.snapshot import (
-    NetworkLoadError,
-    load_network,
-    load_snapshot,
-    save_network,
 )
 
 __version__ = "0.1.0"

@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from stylegen.ops import upsample2d
 from stylegen.training import augment, resample
 from stylegen.training.augment import (
     AUGMENT_PRESETS,
@@ -18,7 +19,6 @@ from stylegen.training.augment import (
     AugmentPipe,
     sample_geometry,
 )
-from stylegen.ops import upsample2d
 from stylegen.training.resample import lowpass_filter
 
 from tolerances import GRADCHECK

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import torch
 
-from stylegen.training import distributed
 from stylegen.formats.atomic import atomic_path
 from stylegen.formats.images import make_grid, save_png, to_numpy_images
 from stylegen.formats.snapshot import save_network
+from stylegen.training import distributed
 from stylegen.training.setup import newest_snapshot
 
 
