@@ -22,6 +22,7 @@ from cli_helpers import usage_error
 
 import stylegen
 from stylegen import NetworkLoadError, load_network
+from stylegen.formats import nvidia
 from stylegen.formats.nvidia_pickle import EasyDict
 
 # ---------------------------------------------------------------------------------------------
@@ -287,3 +288,20 @@ def test_snapshot_still_loads(tmp_path, make_generator):
     stylegen.save_network(tmp_path / "ok.pkl", G=G, G_ema=G)
     G2 = load_network(tmp_path / "ok.pkl")
     assert all(torch.equal(a, b) for a, b in zip(G.state_dict().values(), G2.state_dict().values()))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"img_resolution": 2**16, "channel_base": 2**20}, {"channel_base": 2**40}, {"w_dim": 10**7}, {"c_dim": 10**9}],
+    ids=["resolution", "channels", "w_dim", "c_dim"],
+)
+def test_constructor_arguments_cannot_ask_for_a_huge_network(compat_dir, changes):
+    """A file's _init_kwargs could ask for terabytes of weights (img_resolution 2**16 alone means
+    16 GiB of noise buffers): the shapes they imply are checked against the file's tensors first."""
+    with open(compat_dir / "official_small.pkl", "rb") as f:
+        rec = nvidia.read_records(f)["G_ema"]
+    kwargs = rec.state["_init_kwargs"]
+    for key, value in changes.items():
+        (kwargs if key in kwargs else kwargs["synthesis_kwargs"])[key] = value
+    with pytest.raises(ValueError, match="the constructor arguments need"):
+        nvidia.generator_from_record(rec)

@@ -144,9 +144,36 @@ def _load_strict(net: torch.nn.Module, state: dict) -> None:
 def generator_from_record(rec: Record) -> Generator:
     """Our Generator with the record's weights (strict: every name and shape must match)."""
     state = _state_of(rec, "Generator")
-    G = Generator(config_from_record(rec))
+    cfg = config_from_record(rec)
+    _check_sizes_before_building(cfg, state)
+    G = Generator(cfg)
     _load_strict(G, state)
     return G
+
+
+def _check_sizes_before_building(cfg: GeneratorConfig, state: dict) -> None:
+    """ValueError unless the largest tensors the constructor arguments imply are in the file.
+
+    The arguments could ask for any size (img_resolution 2**20, channel_max 10**6); checking
+    these shapes first bounds what we allocate by what the file itself holds.
+    """
+    expected = {"mapping.w_avg": (cfg.w_dim,)}
+    in_features = cfg.z_dim + (cfg.w_dim if cfg.c_dim else 0)
+    for i in range(cfg.mapping_layers):
+        expected[f"mapping.fc{i}.weight"] = (cfg.w_dim, in_features if i == 0 else cfg.w_dim)
+    if cfg.c_dim:
+        expected["mapping.embed.weight"] = (cfg.w_dim, cfg.c_dim)
+    r = 4
+    while r <= cfg.img_resolution:
+        c = min(cfg.channel_base // r, cfg.channel_max)
+        expected[f"synthesis.b{r}.conv1.weight"] = (c, c, 3, 3)
+        expected[f"synthesis.b{r}.torgb.weight"] = (cfg.img_channels, c, 1, 1)
+        r *= 2
+    for name, shape in expected.items():
+        got = state.get(name)
+        if got is None or tuple(got.shape) != shape:
+            have = "absent" if got is None else f"of shape {tuple(got.shape)}"
+            raise ValueError(f"the constructor arguments need {name} of shape {shape}; in the file it is {have}")
 
 
 _D_KEYS = {
