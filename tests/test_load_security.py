@@ -303,5 +303,5 @@ def test_constructor_arguments_cannot_ask_for_a_huge_network(compat_dir, changes
     kwargs = rec.state["_init_kwargs"]
     for key, value in changes.items():
         (kwargs if key in kwargs else kwargs["synthesis_kwargs"])[key] = value
-    with pytest.raises(ValueError, match="the constructor arguments need"):
+    with pytest.raises(ValueError, match="weights do not match the constructor arguments"):
         nvidia.generator_from_record(rec)

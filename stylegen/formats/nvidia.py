@@ -171,9 +171,13 @@ def _check_sizes_before_building(cfg: GeneratorConfig, state: dict) -> None:
         r *= 2
     for name, shape in expected.items():
         got = state.get(name)
-        if got is None or tuple(got.shape) != shape:
-            have = "absent" if got is None else f"of shape {tuple(got.shape)}"
-            raise ValueError(f"the constructor arguments need {name} of shape {shape}; in the file it is {have}")
+        if got is None:
+            raise ValueError(f"weights do not match the constructor arguments: missing {name} {shape}")
+        if tuple(got.shape) != shape:
+            raise ValueError(
+                f"weights do not match the constructor arguments: {name} has shape {tuple(got.shape)}, "
+                f"the arguments need {shape}"
+            )
 
 
 _D_KEYS = {
