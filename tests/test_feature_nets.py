@@ -1,17 +1,16 @@
 """Loading pretrained feature networks offline: VGG16 (LPIPS, precision/recall) and Inception-v3.
 
 Real weights are not available here, so the loaders are tested with RANDOMLY INITIALISED networks
-of the same architectures saved in the expected formats; every test runs with all network access
-patched to fail.
+of the same architectures saved in the expected formats; every test runs offline: the weight URLs
+point at a closed port on 127.0.0.1 and any other connection fails the test (downloads:
+tests/test_weights_download.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import time
-import urllib.request
 import warnings
 
 import numpy as np
@@ -21,25 +20,18 @@ from click.testing import CliRunner
 from PIL import Image
 from torchvision.models import inception as tvi
 from torchvision.models import vgg
+from weights_helpers import go_offline
 
 import stylegen
-from stylegen.metrics import perceptual
 from stylegen.cli.main import main
-from stylegen.metrics import features, ppl
+from stylegen.metrics import features, perceptual, ppl
 from stylegen.metrics.weights import MissingWeightsError, find_weights
-
-
-def _no_network(*args, **kwargs):
-    raise AssertionError("network access attempted")
 
 
 @pytest.fixture(autouse=True)
 def offline(monkeypatch, tmp_path):
-    """No network, an empty torch hub cache, no weight variables, reference ops, a private cache."""
-    monkeypatch.setattr(urllib.request, "urlopen", _no_network)
-    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", _no_network)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", _no_network)
-    monkeypatch.setattr(socket.socket, "connect", _no_network)
+    """Offline, an empty torch hub cache, no weight variables, reference ops, a private cache."""
+    go_offline(monkeypatch)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     for var in ("STYLEGEN_VGG16", "STYLEGEN_INCEPTION", "STYLEGEN_EFFNET_LITE0"):
         monkeypatch.delenv(var, raising=False)
@@ -95,8 +87,9 @@ def test_find_weights_order_path_env_hub(tmp_path, monkeypatch, vgg_file):
         find_weights(spec, alternative="or use --distance offline")
     msg = str(e.value)
     assert "\n" not in msg
-    for part in ("vgg16-397923af.pth", hub_checkpoints(), "--vgg", "$STYLEGEN_VGG16", "download.pytorch.org"):
+    for part in ("vgg16-397923af.pth", hub_checkpoints(), "--vgg", "$STYLEGEN_VGG16", perceptual.VGG16.url):
         assert part in msg
+    assert "Connection refused" in msg
     assert msg.endswith("or use --distance offline")
     hub = os.path.join(hub_checkpoints(), "vgg16-397923af.pth")
     os.symlink(vgg_file, hub)
@@ -248,7 +241,7 @@ def test_metrics_cli_missing_weights(network_and_data, metric, needle):
     assert time.time() - t < 5
     assert r.exit_code == 2, r.output
     (line,) = r.output.strip().splitlines()
-    assert line.startswith("Error: ") and needle in line and "nothing is downloaded" in line
+    assert line.startswith("Error: ") and needle in line and "downloading it from http://127.0.0.1:" in line
     assert os.path.join(torch.hub.get_dir(), "checkpoints") in line
 
 
@@ -257,7 +250,7 @@ def test_project_cli_missing_weights(network_and_data, tmp_path):
     r = run("project", "--network", G, "--target", data / "0.png", "--outdir", tmp_path / "o", "--device", "cpu")
     assert r.exit_code == 2, r.output
     (line,) = r.output.strip().splitlines()
-    assert "vgg16-397923af.pth" in line and "--distance offline" in line
+    assert "vgg16-397923af.pth" in line and "without a network, use --distance offline" in line
     assert not (tmp_path / "o").exists()
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stylegen.errors import StylegenError
+
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 
 # name -> (file in stylegen/models/, one-line description)
@@ -18,7 +20,7 @@ BUNDLED: dict[str, tuple[str, str]] = {
 DEFAULT = "people"
 
 
-class BundledNetworkError(ValueError):
+class BundledNetworkError(StylegenError, ValueError):
     """A bundled name that is unknown, or whose file is missing from this installation."""
 
 

@@ -1,4 +1,4 @@
-"""Feature networks of the metrics, loaded from local files only: Inception-v3, VGG16, EfficientNet-Lite0.
+"""Feature networks of the metrics: Inception-v3, VGG16, EfficientNet-Lite0.
 
 Every network maps uint8 images [N, C, H, W] (C = 1 or 3, grayscale repeated) to float32
 features [N, D] and carries an `identity` (its kind and the sha256 of its weight file), used to
@@ -8,7 +8,8 @@ with published ones.
 - `inception`: pool3 features (D = 2048) of the 2015-12-05 Inception-v3 that defines FID.
   Accepted as (a) a plain state dict for torchvision's `Inception3` layout, e.g. pytorch-fid's
   `pt_inception-2015-12-05-6726825d.pth` (the 2015-12-05 weights converted; 1008 classes),
-  loaded with `weights_only=True`; the FID-specific pooling of that graph (average pools that
+  loaded with `weights_only=True` (downloaded into the torch hub cache when no path is given and
+  the cache lacks it); the FID-specific pooling of that graph (average pools that
   exclude padding, a max pool in the last block) is applied; or (b) NVIDIA's TorchScript
   `inception-2015-12-05.pt`, ONLY from an explicit `--feature-net` path, because loading
   TorchScript runs the graph stored in the file.
@@ -28,17 +29,25 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from stylegen.errors import InputError
 from stylegen.metrics import perceptual
-from stylegen.metrics.weights import MissingWeightsError, WeightsSpec, file_sha256, find_weights, load_state_dict
+from stylegen.metrics.weights import (
+    MissingWeightsError,
+    WeightsFileError,
+    WeightsSpec,
+    file_sha256,
+    find_weights,
+    load_state_dict,
+)
 
 INCEPTION = WeightsSpec(
     what="Inception-v3 2015-12-05 weights (FID)",
     filename="pt_inception-2015-12-05-6726825d.pth",
     env="STYLEGEN_INCEPTION",
     option="--feature-net",
-    source="pytorch-fid's release https://github.com/mseitzer/pytorch-fid/releases/download/"
-    "fid_weights/pt_inception-2015-12-05-6726825d.pth",
+    url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
     size="91 MB",
+    sha256_prefix="6726825d",
 )
 PYTORCH_FID_SHA256_PREFIX = "6726825d"  # pytorch-fid names the file after its sha256
 FEATURE_NETS = ("inception", "vgg16", "effnet_lite0")
@@ -113,12 +122,13 @@ def _is_torchscript(path: Path) -> bool:
 
 def load_inception(path: str | os.PathLike | None = None) -> FeatureNet:
     """Inception-v3 from `path` (state dict or, only here, NVIDIA's TorchScript), $STYLEGEN_INCEPTION
-    or the torch hub cache; MissingWeightsError (one line) if none is present."""
+    or the torch hub cache (downloaded there if absent); MissingWeightsError (one line) if
+    none is present and the download fails."""
     found = find_weights(INCEPTION, path)
     explicit = path is not None
     if _is_torchscript(found):
         if not explicit:
-            raise ValueError(
+            raise WeightsFileError(
                 f"{found} is TorchScript, which runs code stored in the file: pass it explicitly "
                 f"with --feature-net {found} to accept that, or use a plain state dict"
             )
@@ -139,7 +149,7 @@ def load_inception(path: str | os.PathLike | None = None) -> FeatureNet:
         return InceptionFeatures(state, f"inception:{digest}", comparable, note)
     except RuntimeError as e:
         first = " ".join(str(e).split())[:200]
-        raise ValueError(f"{found}: not a torchvision Inception3 state dict ({first})") from None
+        raise WeightsFileError(f"{found}: not a torchvision Inception3 state dict ({first})") from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,7 +171,7 @@ class VGG16Features(FeatureNet):
         state = load_state_dict(path, "torchvision vgg16")
         for key, shape in _VGG_CLASSIFIER.items():
             if key not in state or tuple(state[key].shape) != shape:
-                raise ValueError(
+                raise WeightsFileError(
                     f"{path}: has no VGG16 classifier ({key} {shape}); precision/recall needs the full file"
                 )
         self.trunk = vgg.make_layers(vgg.cfgs["D"])
@@ -195,7 +205,8 @@ class EffNetLite0Features(FeatureNet):
 
 
 def locate_feature_net(kind: str, feature_net: str | None = None, vgg: str | None = None) -> None:
-    """Fail fast: raise MissingWeightsError (one line) if `load_feature_net` would; loads nothing."""
+    """Fail fast: raise MissingWeightsError (one line) if `load_feature_net` would; builds
+    nothing, but downloads absent Inception / VGG16 weights (a failed download stops a run early)."""
     if kind == "inception":
         find_weights(INCEPTION, feature_net)
     elif kind == "vgg16":
@@ -203,7 +214,7 @@ def locate_feature_net(kind: str, feature_net: str | None = None, vgg: str | Non
     elif kind == "effnet_lite0":
         perceptual.check_distance("offline")
     else:
-        raise ValueError(f"feature network must be one of {', '.join(FEATURE_NETS)}; got {kind!r}")
+        raise InputError(f"feature network must be one of {', '.join(FEATURE_NETS)}; got {kind!r}")
 
 
 def load_feature_net(kind: str, feature_net: str | None = None, vgg: str | None = None) -> FeatureNet:
@@ -214,7 +225,7 @@ def load_feature_net(kind: str, feature_net: str | None = None, vgg: str | None 
             import torchvision  # noqa: F401
         except ImportError:
             raise MissingWeightsError(
-                f"the {kind} feature network needs torchvision: pip install 'stylegen[metrics]'"
+                f"the {kind} feature network needs torchvision: pip install torchvision (stylegen requires it)"
             ) from None
     if kind == "inception":
         return load_inception(feature_net)

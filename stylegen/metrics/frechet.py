@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from stylegen.errors import InputError
+
 
 def feature_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean [D] and covariance [D, D] (unbiased, float64) of features [N, D], N >= 2."""
     x = np.asarray(features, dtype=np.float64)
     if x.ndim != 2 or x.shape[0] < 2:
-        raise ValueError(f"feature_stats: need features [N >= 2, D]; got shape {x.shape}")
+        raise InputError(f"feature_stats: need features [N >= 2, D]; got shape {x.shape}")
     return x.mean(axis=0), np.cov(x, rowvar=False)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from stylegen.errors import InputError
+
 
 def polynomial_kernel(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """k(x, y) = (x . y / D + 1) ** 3 for x [N, D], y [M, D] -> [N, M] (float64)."""
@@ -44,7 +46,7 @@ def kid(
         raise ValueError(f"kid: need features [N, D] and [M, D]; got {gen.shape} and {real.shape}")
     m = min(len(gen), len(real), max_subset_size)
     if m < 2:
-        raise ValueError(f"kid: need at least 2 samples in each set; got {len(gen)} and {len(real)}")
+        raise InputError(f"kid: need at least 2 samples in each set; got {len(gen)} and {len(real)}")
     rng = np.random.RandomState(seed)
     total = 0.0
     for _ in range(num_subsets):

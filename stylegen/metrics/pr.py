@@ -13,12 +13,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from stylegen.errors import InputError
+
 
 def kth_radii(features: torch.Tensor, k: int = 3, batch_size: int = 10000) -> torch.Tensor:
     """Distance from each row of features [N, D] to its k-th nearest other row -> [N]."""
     n = features.shape[0]
     if n <= k:
-        raise ValueError(f"precision/recall: need more than k={k} samples per set; got {n}")
+        raise InputError(f"precision/recall: need more than k={k} samples per set; got {n}")
     radii = []
     for rows in features.split(batch_size):
         dist = torch.cdist(rows, features)  # [B, N]; includes the zero distance to itself

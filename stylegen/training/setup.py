@@ -8,11 +8,12 @@ from pathlib import Path
 
 import torch
 
-from stylegen.training.dataset import ImageDataset
+from stylegen.errors import InputError
+from stylegen.formats.snapshot import NetworkLoadError, load_network, load_snapshot, network_from_snapshot
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import Generator, GeneratorConfig
-from stylegen.formats.snapshot import NetworkLoadError, load_network, load_snapshot, network_from_snapshot
 from stylegen.training.config import TrainConfig
+from stylegen.training.dataset import ImageDataset
 
 
 @dataclass
@@ -92,7 +93,7 @@ def build_networks(cfg: TrainConfig, dataset: ImageDataset) -> tuple[Generator, 
     want = (dataset.resolution, dataset.channels, dataset.c_dim)
     have = (g_cfg.img_resolution, g_cfg.img_channels, g_cfg.c_dim)
     if want != have:
-        raise ValueError(
+        raise InputError(
             f"--resume {path}: network is {have[0]}px, {have[1]} channel(s), c_dim {have[2]}; "
             f"the dataset is {want[0]}px, {want[1]} channel(s), c_dim {want[2]}"
         )
