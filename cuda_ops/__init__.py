@@ -9,8 +9,9 @@ functions, so one autograd Function in `stylegen.ops` serves both:
 
 Nothing is compiled at import. `load_plugin('cpu' | 'cuda')` builds on first use with
 `torch.utils.cpp_extension.load` (ninja), in `TORCH_EXTENSIONS_DIR` (torch's default cache when
-unset), under a name that carries a hash of the sources, headers, flags and torch version: a
-changed source or a new torch gets a fresh build, an unchanged one is reused. The outcome,
+unset), under a name that carries a hash of the sources, headers, flags and torch version (for
+CUDA also the architecture list and the visible GPUs' compute capabilities): a changed source,
+a new torch or another GPU gets a fresh build, an unchanged one is reused. The outcome,
 success or failure, is remembered for the life of the process, so a failed build is never retried
 on every call.
 """
@@ -47,7 +48,8 @@ CUDA_CFLAGS = ["-O3", "-std=c++20"]
 # STYLEGEN_CUDA_STRICT=1: no fused multiply-add, so linear/relu/lrelu bias_act and upfirdn2d
 # should match the CPU plugin bit for bit (both sum a pixel's taps in the same order).
 CUDA_STRICT_FLAGS = ["--fmad=false"]
-# Architecture used when no GPU is visible and TORCH_CUDA_ARCH_LIST is unset (compile check only).
+# Architecture used when no GPU is visible and TORCH_CUDA_ARCH_LIST is unset (a compile check:
+# the CI machine has no GPU); with a GPU the default is its own capability (cuda_arch_list).
 DEFAULT_CUDA_ARCH = "9.0"
 
 
@@ -74,8 +76,41 @@ def build_flags(kind: str) -> tuple[list[str], list[str]]:
     return CUDA_CFLAGS, CUDA_CFLAGS + (CUDA_STRICT_FLAGS if cuda_strict() else [])
 
 
+def gpu_capabilities() -> list[tuple[int, int]]:
+    """Compute capability (major, minor) of each visible GPU, in device order; [] without one."""
+    if not torch.cuda.is_available():
+        return []
+    return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+
+
+def cuda_arch_list() -> str:
+    """The TORCH_CUDA_ARCH_LIST a CUDA build compiles for, after defaulting.
+
+    $TORCH_CUDA_ARCH_LIST when set (other than 'native'); else torch's own default, applied here so
+    that the build and the cache key see the same list: each visible GPU's capability, clamped to
+    the newest architecture this torch ships kernels for, sorted, '+PTX' on the newest; else
+    DEFAULT_CUDA_ARCH (no GPU: a compile check).
+    """
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST", "").strip()
+    if env and env != "native":
+        return env
+    caps = gpu_capabilities()
+    if not caps:
+        return DEFAULT_CUDA_ARCH
+    shipped = [int(m.group(1)) for a in torch.cuda.get_arch_list() if (m := re.match(r"sm_(\d+)", a))]
+    newest = max(((sm // 10, sm % 10) for sm in shipped), default=None)
+    archs = sorted({min(cap, newest) if newest else cap for cap in caps})
+    names = [f"{major}.{minor}" for major, minor in archs]
+    return ";".join(names[:-1] + [names[-1] + "+PTX"])
+
+
 def fingerprint(kind: str) -> str:
-    """Hash of everything that changes the binary: sources, headers, flags, torch/CUDA version."""
+    """Hash of everything that changes the binary: sources, headers, flags, torch/CUDA version.
+
+    A CUDA build also hashes the effective architecture list (cuda_arch_list) and the distinct
+    compute capabilities of the visible GPUs, so a cache shared between machines (an NFS home, a copied
+    TORCH_EXTENSIONS_DIR) never hands one GPU a binary built for another.
+    """
     h = hashlib.sha256()
     for path in [ROOT / s for s in SOURCES[kind]] + headers():
         h.update(path.name.encode())
@@ -84,7 +119,7 @@ def fingerprint(kind: str) -> str:
     ldflags = CPU_LDFLAGS if kind == "cpu" else []
     h.update(repr((cflags, nvflags, ldflags, torch.__version__, torch.version.cuda)).encode())
     if kind == "cuda":
-        h.update(os.environ.get("TORCH_CUDA_ARCH_LIST", "").encode())
+        h.update(repr((cuda_arch_list(), sorted(set(gpu_capabilities())))).encode())
     return h.hexdigest()[:16]
 
 
@@ -167,8 +202,14 @@ def _configure_cuda_env() -> None:
     os.environ.setdefault("CUDA_HOME", str(home))
     # cpp_extension resolved CUDA_HOME at its import; correct it if it guessed a non-toolkit dir.
     cpp_extension.CUDA_HOME = str(home)
-    if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
-        os.environ["TORCH_CUDA_ARCH_LIST"] = DEFAULT_CUDA_ARCH
+    # The list the fingerprint hashed, made explicit: torch then compiles for exactly that list
+    # (and does not warn that TORCH_CUDA_ARCH_LIST is unset).
+    os.environ["TORCH_CUDA_ARCH_LIST"] = cuda_arch_list()
+
+
+def build_dir(kind: str) -> Path:
+    """$TORCH_EXTENSIONS_DIR/<plugin_name(kind)> (created if missing, as torch does)."""
+    return Path(_cpp_extension()._get_build_directory(plugin_name(kind), verbose=False))
 
 
 def _build(kind: str, verbose: bool) -> ModuleType:

@@ -1,9 +1,15 @@
 """Can this machine build and run the native ops, and if not, why not.
 
-`python -m stylegen.cuda_ops [--verbose] [--no-cuda]` (also `stylegen doctor`) prints the
-toolchain (python, torch, ninja, C++ compiler, nvcc and CUDA_HOME, the build cache), then builds
-and loads the cpu and cuda plugins and says for each OK (with the time and whether the cached
-build was reused) or FAILED with the reason. Exit status 0 when the CPU plugin works.
+`python -m stylegen.cuda_ops [--verbose] [--no-cuda] [--require-cuda]` (also `stylegen doctor`)
+prints the toolchain (python, torch, ninja, C++ compiler, nvcc and CUDA_HOME, the build cache),
+then builds and loads the cpu and cuda plugins and says for each OK (with the time and whether
+the cached build was reused) or FAILED with the reason. `--verbose` adds each plugin's build
+directory, flags, architectures and the compiler commands of its build (build.ninja), and the
+compiler's output of a build.
+
+Exit status 1 when an expected plugin fails: the CPU plugin always; the CUDA plugin when a GPU
+is visible, STYLEGEN_OPS=cuda, or --require-cuda (a compile check on a machine without a GPU).
+A CUDA plugin that fails where no GPU would use it is reported, not an error.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -48,8 +55,7 @@ def _tool(name: str, version_flag: str = "--version") -> str:
 
 
 def _extensions_dir() -> str:
-    from torch.utils import cpp_extension
-
+    cpp_extension = cuda_ops._cpp_extension()  # without its wrong-CUDA_HOME warning on GPU-less machines
     env = os.environ.get("TORCH_EXTENSIONS_DIR")
     if env:
         return env
@@ -95,7 +101,7 @@ class PluginCheck:
         if self.ok:
             how = "cached build reused" if self.cached else "built"
             note = "; no GPU here to run it" if self.kind == "cuda" and not torch.cuda.is_available() else ""
-            return [f"{head}OK ({how}, {self.seconds:.2f} s{note}) {self.path}"]
+            return [f"{head}OK ({how}, {self.seconds:.2f} s{note}) {self.path}".rstrip()]
         out = [f"{head}FAILED ({self.seconds:.1f} s): {self.reason}"]
         if verbose and self.detail:
             out += ["    " + line for line in self.detail.splitlines()]
@@ -112,35 +118,102 @@ def check_plugin(kind: str, verbose: bool = False) -> PluginCheck:
         cause = e.__cause__
         return PluginCheck(kind, False, time.time() - start, reason=str(e), detail=str(cause) if cause else "")
     seconds = time.time() - start
-    path = Path(module.__file__)
-    cached = path.stat().st_mtime < start  # not rewritten by this build
-    return PluginCheck(kind, True, seconds, cached=cached, path=str(path))
+    file = getattr(module, "__file__", None)
+    if not file:  # not a file-backed module (tests stand one in): nothing to date
+        return PluginCheck(kind, True, seconds)
+    cached = Path(file).stat().st_mtime < start  # not rewritten by this build
+    return PluginCheck(kind, True, seconds, cached=cached, path=file)
+
+
+# build.ninja variables that spell out the compiler commands of a build.
+NINJA_VARS = ("cxx", "nvcc", "cflags", "post_cflags", "cuda_cflags", "cuda_post_cflags", "ldflags")
+
+
+def build_details(kind: str) -> list[str]:
+    """--verbose: what a build of `kind` uses (name, directory, flags, architectures, commands)."""
+    cflags, nvflags = cuda_ops.build_flags(kind)
+    directory = cuda_ops.build_dir(kind)
+    lines = [
+        _label("  name") + cuda_ops.plugin_name(kind),
+        _label("  build dir") + str(directory),
+        _label("  C++ flags") + " ".join(cflags),
+    ]
+    if kind == "cuda":
+        caps = ", ".join(f"{major}.{minor}" for major, minor in cuda_ops.gpu_capabilities()) or "no GPU visible"
+        lines += [
+            _label("  nvcc flags") + " ".join(nvflags) + (" (STYLEGEN_CUDA_STRICT)" if cuda_ops.cuda_strict() else ""),
+            _label("  archs") + f"{cuda_ops.cuda_arch_list()} (GPU capabilities: {caps})",
+        ]
+    ninja = directory / "build.ninja"
+    if not ninja.is_file():
+        return lines + [_label("  ninja file") + "none yet (nothing built under this name)"]
+    lines.append(_label("  ninja file") + str(ninja))
+    for line in ninja.read_text(errors="replace").splitlines():
+        key, _, value = line.partition(" = ")
+        if key in NINJA_VARS and value.strip():
+            lines.append(f"    {key} = {value}")
+    return lines
+
+
+def expected(cuda: bool = True, require_cuda: bool = False) -> dict[str, str]:
+    """{kind: why} for the plugins whose failure fails the doctor."""
+    need = {"cpu": "always expected"}
+    if not cuda:
+        return need
+    if require_cuda:
+        need["cuda"] = "--require-cuda"
+    elif os.environ.get("STYLEGEN_OPS") == "cuda":
+        need["cuda"] = "STYLEGEN_OPS=cuda"
+    elif torch.cuda.is_available():
+        need["cuda"] = "a GPU is visible"
+    return need
 
 
 def report(verbose: bool = False, cuda: bool = True) -> list[str]:
     """The full report as lines (environment, then one verdict per plugin)."""
     lines = environment()
     for kind in ["cpu", "cuda"] if cuda else ["cpu"]:
-        lines += check_plugin(kind, verbose).lines(verbose)
+        check = check_plugin(kind, verbose)
+        lines += check.lines(verbose) + (build_details(kind) if verbose else [])
     if not cuda:
         lines.append(_label("cuda plugin") + "skipped (--no-cuda)")
     return lines
 
 
+def run(
+    verbose: bool = False, cuda: bool = True, require_cuda: bool = False, echo: Callable[[str], None] | None = None
+) -> int:
+    """Print the report line by line as it is made; 0 when every expected plugin works, else 1."""
+    echo = echo or (lambda line: print(line, flush=True))
+    for line in environment():
+        echo(line)
+    need = expected(cuda, require_cuda)
+    failed = []
+    for kind in ["cpu", "cuda"] if cuda else ["cpu"]:
+        echo(_label(f"{kind} plugin") + "building or loading ...")
+        check = check_plugin(kind, verbose)
+        for line in check.lines(verbose) + (build_details(kind) if verbose else []):
+            echo(line)
+        if not check.ok and kind in need:
+            failed.append(f"{kind} plugin ({need[kind]}): {check.reason}")
+    if not cuda:
+        echo(_label("cuda plugin") + "skipped (--no-cuda)")
+    if failed:
+        echo("doctor: FAILED: " + "; ".join(failed))
+        return 1
+    echo("doctor: OK (" + ", ".join(f"{kind} plugin works" for kind in need) + ")")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m stylegen.cuda_ops", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--verbose", action="store_true", help="show the compiler output of the builds")
-    parser.add_argument("--no-cuda", action="store_true", help="check the CPU plugin only")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show build dirs, flags, compiler commands and compiler output"
+    )
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--no-cuda", action="store_true", help="check the CPU plugin only")
+    which.add_argument(
+        "--require-cuda", action="store_true", help="fail when the CUDA plugin cannot be built, even with no GPU"
+    )
     args = parser.parse_args(argv)
-    for line in environment():
-        print(line, flush=True)
-    cpu_ok = False
-    for kind in ["cpu"] if args.no_cuda else ["cpu", "cuda"]:
-        print(_label(f"{kind} plugin") + "building or loading ...", flush=True)
-        check = check_plugin(kind, args.verbose)
-        for line in check.lines(args.verbose):
-            print(line, flush=True)
-        cpu_ok = cpu_ok or (kind == "cpu" and check.ok)
-    if args.no_cuda:
-        print(_label("cuda plugin") + "skipped (--no-cuda)")
-    return 0 if cpu_ok else 1
+    return run(args.verbose, cuda=not args.no_cuda, require_cuda=args.require_cuda)

@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
-"""CI's CUDA compile check: build the CUDA plugin (there is no GPU to run it) and time the build.
+"""Build the CUDA plugin and time the build: CI's compile check (no GPU there), gpu_check.sh's build.
 
-    python scripts/check_cuda_build.py [--build-dir DIR] [--arch 9.0] [--strict | --both]
+    python scripts/check_cuda_build.py [--build-dir DIR] [--arch LIST] [--strict | --both]
 
-CUDA_HOME defaults to /usr/local/cuda and TORCH_CUDA_ARCH_LIST to --arch (9.0) when unset; the
+CUDA_HOME defaults to /usr/local/cuda; TORCH_CUDA_ARCH_LIST, when unset, to --arch if given, else
+to stylegen.cuda_ops' default (the visible GPUs' capabilities, or 9.0 without a GPU), which is
+also what later processes use, so they load this build instead of compiling their own. The
 build goes to --build-dir, else $TORCH_EXTENSIONS_DIR, else torch's default cache. --strict builds
 the STYLEGEN_CUDA_STRICT=1 variant (--fmad=false), --both builds the default one and then the
 strict one. Exits non-zero, with the reason, when a build fails.
@@ -21,7 +23,7 @@ from pathlib import Path
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Compile the CUDA plugin of stylegen's fused ops.")
     parser.add_argument("--build-dir", type=Path, help="TORCH_EXTENSIONS_DIR for the build")
-    parser.add_argument("--arch", default="9.0", help="TORCH_CUDA_ARCH_LIST when unset (default: 9.0)")
+    parser.add_argument("--arch", help="TORCH_CUDA_ARCH_LIST when unset (default: the visible GPUs', else 9.0)")
     variant = parser.add_mutually_exclusive_group()
     variant.add_argument("--strict", action="store_true", help="build with STYLEGEN_CUDA_STRICT=1 (--fmad=false)")
     variant.add_argument("--both", action="store_true", help="build the default and the strict variant")
@@ -30,7 +32,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def build(cuda_ops, label: str) -> bool:
     name = cuda_ops.plugin_name("cuda")
-    print(f"[check_cuda_build] {label}: building {name} (arch {os.environ['TORCH_CUDA_ARCH_LIST']})", flush=True)
+    caps = ", ".join(f"{major}.{minor}" for major, minor in cuda_ops.gpu_capabilities()) or "none"
+    arch = cuda_ops.cuda_arch_list()
+    print(f"[check_cuda_build] {label}: building {name} (arch {arch}; GPU capabilities {caps})", flush=True)
     start = time.time()
     try:
         module = cuda_ops.load_plugin("cuda", verbose=True)
@@ -47,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # Before importing torch's cpp_extension, which reads CUDA_HOME once at import.
     os.environ.setdefault("CUDA_HOME", "/usr/local/cuda")
-    if not os.environ.get("TORCH_CUDA_ARCH_LIST"):
+    if args.arch and not os.environ.get("TORCH_CUDA_ARCH_LIST"):
         os.environ["TORCH_CUDA_ARCH_LIST"] = args.arch
     if args.build_dir is not None:
         args.build_dir.mkdir(parents=True, exist_ok=True)

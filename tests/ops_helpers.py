@@ -1,4 +1,4 @@
-"""Shared pieces of the ops tests: the plugin fixtures, the CUDA skip mark, comparisons.
+"""Shared pieces of the ops tests: the plugin fixtures (real and faked), the CUDA skip mark, comparisons.
 
 Bind the fixtures in a test module (`cpu_plugin = ops_helpers.cpu_plugin`): pytest puts tests/ on sys.path;
 conftest.py belongs to the whole test suite and is left alone.
@@ -6,12 +6,15 @@ conftest.py belongs to the whole test suite and is left alone.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import pytest
 import torch
 
+import stylegen.cuda_ops as cuda_ops
 from stylegen.cuda_ops import PluginUnavailable, load_plugin
+from stylegen.ops import _dispatch
 from stylegen.ops._dispatch import require_ext
 
 from tolerances import tol
@@ -38,6 +41,66 @@ def plugin_or_skip(kind: str) -> ModuleType:
 @pytest.fixture(scope="session")
 def cpu_plugin() -> ModuleType:
     return plugin_or_skip("cpu")
+
+
+@pytest.fixture(scope="session")
+def cuda_plugin() -> ModuleType:
+    """The CUDA plugin; use with @needs_cuda (the skip names the build failure otherwise)."""
+    return plugin_or_skip("cuda")
+
+
+@dataclass
+class FakeBuild:
+    """What `fake_build` makes the plugin builds return: a module, or an exception to raise."""
+
+    outcomes: dict = field(default_factory=dict)  # kind -> ModuleType | Exception (default: 'no compiler')
+    calls: list = field(default_factory=list)  # the kind of every build asked for, in order
+    verbose: list = field(default_factory=list)  # the verbose flag of each of those builds
+
+
+@pytest.fixture
+def fake_build(monkeypatch) -> FakeBuild:
+    """Replaces cuda_ops._build; set `.outcomes[kind]`; unset kinds fail with 'no compiler'.
+
+    Drops the cached build outcomes first and puts them back afterwards (after `forget()`), so
+    the rest of the session keeps its real plugins without a new ninja run.
+    """
+    fake = FakeBuild()
+
+    def build(kind: str, verbose: bool) -> ModuleType:
+        fake.calls.append(kind)
+        fake.verbose.append(verbose)
+        result = fake.outcomes.get(kind, PluginUnavailable("no compiler"))
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    saved = dict(cuda_ops._results)
+    cuda_ops.forget()
+    monkeypatch.setattr(cuda_ops, "_build", build)
+    monkeypatch.setattr(_dispatch, "_warned", set())
+    monkeypatch.delenv("STYLEGEN_OPS", raising=False)
+    monkeypatch.delenv("STYLEGEN_REQUIRE_EXT", raising=False)
+    yield fake
+    cuda_ops.forget()
+    cuda_ops._results.update(saved)
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """fake_gpus([(9, 0), ...], shipped=('sm_80', ...)): torch.cuda reports these GPUs (none: []).
+
+    Only the queries the cache key and the doctor make; nothing can run on them.
+    """
+
+    def set_gpus(caps: list[tuple[int, int]], shipped: tuple[str, ...] = ("sm_80", "sm_86", "sm_90")) -> None:
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: bool(caps))
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: len(caps))
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda i=None: caps[i or 0])
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=None: f"Fake GPU {caps[i or 0]}")
+        monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: list(shipped))
+
+    return set_gpus
 
 
 @pytest.fixture

@@ -369,6 +369,7 @@ def test_doctor(monkeypatch):
         return object()
 
     monkeypatch.setattr(cuda_ops, "load_plugin", fake_load)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # with a GPU the CUDA plugin is expected
     assert doctor.plugin_status("cpu", False) == "works"
     assert doctor.plugin_status("cuda", False) == "unavailable: no CUDA toolkit found (nvcc)"
     try:

@@ -14,14 +14,15 @@ import pytest
 import torch
 
 import stylegen.cuda_ops as cuda_ops
-from stylegen.cuda_ops import PluginUnavailable, doctor
-from stylegen.ops import _dispatch, bias_act, upfirdn2d
+from stylegen.ops import bias_act, upfirdn2d
 from stylegen.ops._dispatch import OpsWarning
 
 import ops_helpers
 
 # Fixtures, bound by name so pytest finds them here (conftest.py is the suite's, not the ops').
 cpu_plugin = ops_helpers.cpu_plugin
+fake_build = ops_helpers.fake_build
+fake_gpus = ops_helpers.fake_gpus
 
 F64 = torch.float64
 
@@ -38,27 +39,9 @@ def run_both(impl: str):
 
 
 @pytest.fixture
-def no_plugin(monkeypatch):
-    """The plugin build fails with 'no compiler'; yields the list of kinds _build was asked for.
-
-    Drops the cached build outcomes first and puts them back afterwards (after `forget()`), so
-    the rest of the session keeps its real plugin without a new ninja run.
-    """
-    calls: list[str] = []
-
-    def fake_build(kind: str, verbose: bool):
-        calls.append(kind)
-        raise PluginUnavailable("no compiler")
-
-    saved = dict(cuda_ops._results)
-    cuda_ops.forget()
-    monkeypatch.setattr(cuda_ops, "_build", fake_build)
-    monkeypatch.setattr(_dispatch, "_warned", set())
-    monkeypatch.delenv("STYLEGEN_OPS", raising=False)
-    monkeypatch.delenv("STYLEGEN_REQUIRE_EXT", raising=False)
-    yield calls
-    cuda_ops.forget()
-    cuda_ops._results.update(saved)
+def no_plugin(fake_build):
+    """Every plugin build fails with 'no compiler'; yields the list of kinds _build was asked for."""
+    return fake_build.calls
 
 
 # ------------------------------------------------------------------------------------------------
@@ -227,6 +210,83 @@ def test_cuda_fingerprint_tracks_strict_and_arch(source_copy, monkeypatch):
     assert cuda_ops.fingerprint("cpu") == cuda_ops.fingerprint("cpu")
 
 
+def test_cuda_arch_default_is_hashed_as_applied(source_copy, fake_gpus, monkeypatch):
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    fake_gpus([])  # no GPU: the compile-check default
+    assert cuda_ops.cuda_arch_list() == cuda_ops.DEFAULT_CUDA_ARCH == "9.0"
+    unset = cuda_ops.plugin_name("cuda")
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    assert cuda_ops.plugin_name("cuda") == unset  # the same binary: the same cache entry
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "")  # empty means unset, to torch and to us
+    assert cuda_ops.plugin_name("cuda") == unset
+    # With a GPU, torch's default is the GPU's own architecture plus PTX.
+    fake_gpus([(8, 6)])
+    for unset_value in ["", "native"]:
+        monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", unset_value)
+        assert cuda_ops.cuda_arch_list() == "8.6+PTX"
+        default = cuda_ops.plugin_name("cuda")
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6+PTX")
+    assert cuda_ops.plugin_name("cuda") == default
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6")
+    assert cuda_ops.plugin_name("cuda") != default
+
+
+def test_cuda_arch_default_follows_the_visible_gpus(fake_gpus, monkeypatch):
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    fake_gpus([(9, 0), (8, 6), (9, 0)])  # every distinct architecture, ascending, PTX on the newest
+    assert cuda_ops.cuda_arch_list() == "8.6;9.0+PTX"
+    fake_gpus([(12, 0)], shipped=("sm_80", "sm_90", "sm_90a"))  # newer than this torch: clamped
+    assert cuda_ops.cuda_arch_list() == "9.0+PTX"
+    fake_gpus([(10, 0), (9, 0)], shipped=("sm_90", "sm_100"))  # numeric order, not string order
+    assert cuda_ops.cuda_arch_list() == "9.0;10.0+PTX"
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "7.5;8.0")  # an explicit list is used as given
+    assert cuda_ops.cuda_arch_list() == "7.5;8.0"
+
+
+def test_cuda_plugin_name_tracks_arch_list_and_gpu(source_copy, fake_gpus, monkeypatch):
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    names = {}
+    for caps in [[], [(8, 6)], [(9, 0)], [(8, 6), (9, 0)]]:  # defaults: 9.0, 8.6+PTX, 9.0+PTX, 8.6;9.0+PTX
+        fake_gpus(caps)
+        names[f"default {caps}"] = cuda_ops.plugin_name("cuda")
+    fake_gpus([(9, 0)])
+    for archs in ["8.6", "9.0", "8.6;9.0", "9.0+PTX;8.6"]:
+        monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", archs)
+        names[f"{archs} on 9.0"] = cuda_ops.plugin_name("cuda")
+    # The same explicit list on another GPU (or none) is another key: a shared cache never hands
+    # one GPU the binary built (and loaded without a compiler) on another.
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "8.6;9.0")
+    for caps in [[], [(8, 6)]]:
+        fake_gpus(caps)
+        names[f"8.6;9.0 on {caps}"] = cuda_ops.plugin_name("cuda")
+    assert len(set(names.values())) == len(names), names
+    # A second GPU of a kind already seen changes nothing: the key holds the distinct capabilities.
+    fake_gpus([(9, 0), (9, 0)])
+    assert cuda_ops.plugin_name("cuda") == names["8.6;9.0 on 9.0"]
+    # The CPU plugin depends on neither.
+    cpu = cuda_ops.plugin_name("cpu")
+    fake_gpus([])
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST")
+    assert cuda_ops.plugin_name("cpu") == cpu
+
+
+def test_cuda_build_compiles_for_the_hashed_arch_list(source_copy, fake_gpus, monkeypatch):
+    """_build names the plugin before it sets TORCH_CUDA_ARCH_LIST for torch: both must agree."""
+    from torch.utils import cpp_extension
+
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "")  # so that monkeypatch restores what _configure sets
+    monkeypatch.setenv("CUDA_HOME", "/opt/fake-cuda")
+    monkeypatch.setattr(cuda_ops, "find_cuda_home", lambda: Path("/opt/fake-cuda"))
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", cpp_extension.CUDA_HOME)  # restored afterwards
+    for caps, archs in [([], "9.0"), ([(8, 6), (8, 9)], "8.6;8.9+PTX")]:
+        fake_gpus(caps)
+        monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+        before = cuda_ops.plugin_name("cuda")
+        cuda_ops._configure_cuda_env()
+        assert os.environ["TORCH_CUDA_ARCH_LIST"] == archs
+        assert cuda_ops.plugin_name("cuda") == before  # a later process with the list set finds it
+
+
 # ------------------------------------------------------------------------------------------------
 # Missing toolchains, for real: a child process whose PATH lacks the tool
 
@@ -291,23 +351,3 @@ def test_missing_ninja_is_named(tmp_path):
     assert r.returncode == 0, r.stderr
     reason = next(line for line in r.stdout.splitlines() if line.startswith(("REASON", "BUILT")))
     assert reason.startswith("REASON") and "ninja" in reason, r.stdout
-
-
-# ------------------------------------------------------------------------------------------------
-# The doctor (python -m stylegen.cuda_ops)
-
-
-def test_doctor_reports_a_working_cpu_plugin(cpu_plugin, capsys):
-    lines = doctor.report(cuda=False)
-    text = "\n".join(lines)
-    for key in ["python:", "torch:", "ninja:", "C++ compiler:", "nvcc:", "CUDA_HOME:", "build cache:"]:
-        assert key in text, text
-    assert any(line.startswith("cpu plugin:") and "OK (cached build reused" in line for line in lines), text
-    assert doctor.main(["--no-cuda"]) == 0
-    assert "cuda plugin:  skipped" in capsys.readouterr().out
-
-
-def test_doctor_names_the_failure(no_plugin, capsys):
-    assert doctor.main(["--no-cuda"]) == 1
-    out = capsys.readouterr().out
-    assert "cpu plugin:   FAILED" in out and "no compiler" in out, out
