@@ -172,6 +172,8 @@ def _run_phase(st: TrainState, p: int, net: str, kind: str, gain: int, idx: torc
     module = st.G if net == "G" else st.D
     params = [q for q in module.parameters() if q.requires_grad]
     n = b // bg
+    if d.world == 1:
+        return _run_phase_alone(st, p, net, kind, gain, idx, params, n)
     total, shapes, flat = None, {}, None
     for r in range(math.ceil(n / d.world)):
         k = r * d.world + d.rank
@@ -189,6 +191,27 @@ def _run_phase(st: TrainState, p: int, net: str, kind: str, gain: int, idx: torc
     for q, g in zip(params, parts):
         q.grad = torch.nan_to_num(g.view_as(q), nan=0, posinf=1e5, neginf=-1e5)
     return {key: v.view(shape) for (key, shape), v in zip(shapes.items(), parts[len(params) :])}
+
+
+def _run_phase_alone(st, p, net, kind, gain, idx, params, n: int) -> dict:
+    """_run_phase in one process, without the flat gradient vector (a copy of every gradient per
+    chunk: ~10% of a phase at 32x32 on a 2-core CPU). The same element-wise additions in the same
+    chunk order, so the result is bitwise the multi-process one."""
+    grads, stats = None, None
+    for k in range(n):
+        for q in params:
+            q.grad = None
+        s = _run_chunk(st, p, net, kind, gain, idx, k)
+        g = [q.grad if q.grad is not None else torch.zeros_like(q) for q in params]
+        if grads is None:
+            grads, stats = g, s
+        else:
+            for acc, x in zip(grads, g):
+                acc.add_(x)
+            stats = {key: stats[key] + s[key] for key in stats}
+    for q, g in zip(params, grads):
+        q.grad = torch.nan_to_num(g, nan=0, posinf=1e5, neginf=-1e5, out=g)
+    return stats
 
 
 def _check_finite(st: TrainState, stats: dict) -> None:
