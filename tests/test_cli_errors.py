@@ -67,7 +67,8 @@ def test_the_installed_command_prints_the_traceback_of_a_bug(nets, tmp_path):
         "main(sys.argv[1:], prog_name='stylegen')\n"
     )
     args = ["sample", "--network", str(nets["a"]), "--seeds", "0", "--outdir", str(tmp_path)]
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300)
+    # cwd: not the repository root, whose source folder would shadow the installed package.
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert r.returncode == 1, r.stderr
     assert "Traceback (most recent call last)" in r.stderr
     assert r.stderr.strip().splitlines()[-1] == "ValueError: an unexpected bug"
