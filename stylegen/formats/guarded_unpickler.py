@@ -24,7 +24,12 @@ class Refused(pickle.UnpicklingError):
 
 
 class RefusedGlobal(Refused):
-    """The pickle references a global that is not on the allow-list."""
+    """The pickle references a global that is not on the allow-list; `global_name` is its
+    (module, name) when known, so a caller can hand a file of another format to its reader."""
+
+    def __init__(self, message: str, global_name: tuple[str, str] | None = None):
+        super().__init__(message)
+        self.global_name = global_name
 
 
 STORAGES = {  # the legacy typed storage classes, by the element type they hold

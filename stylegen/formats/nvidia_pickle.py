@@ -131,7 +131,7 @@ class RestrictedUnpickler(GuardedUnpickler):
     def find_class(self, module: str, name: str) -> Any:
         obj = self._wrappers.get((module, name))
         if obj is None:
-            raise RefusedGlobal(f"refused global '{module}.{name}' (not a network pickle global)")
+            raise RefusedGlobal(f"refused global '{module}.{name}' (not a network pickle global)", (module, name))
         self._names[id(obj)] = f"{module}.{name}"
         return obj
 
