@@ -125,6 +125,10 @@ def load_network(path, which: str = "G_ema") -> Generator | Discriminator:
 
 
 def _load_ours(path: Path, which: str) -> Generator | Discriminator:
+    from stylegen.formats import rosinality  # hook: rosinality/stylegan2-pytorch .pt (a torch zip too)
+
+    if rosinality.is_rosinality_zip(path):  # its pickle holds g_ema/g/d state dicts, no 'format'
+        return rosinality.load_rosinality(path, which)
     return network_from_snapshot(load_snapshot(path), which, path)
 
 
@@ -142,16 +146,32 @@ def network_from_snapshot(data: dict, which: str, path) -> Generator | Discrimin
         net.load_state_dict(entry["state"])
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise NetworkLoadError(path, f"'{which}' cannot be rebuilt: {_first_line(e)}") from None
+    net.source_format = f"{FORMAT} v{data.get('version', '?')}"
+    net.source_notes = []
+    extra = data.get("extra")
+    source = extra.get("source") if isinstance(extra, dict) else None
+    if isinstance(source, dict):  # written by `stylegen convert`: where the weights came from
+        net.source_notes.append(f"converted from {source.get('file', '?')} ({source.get('format', '?')})")
+        notes = source.get("notes")
+        net.source_notes += [n for n in notes if isinstance(n, str)] if isinstance(notes, list) else []
     return net
 
 
 def _load_nvidia(path: Path, which: str) -> Generator | Discriminator:
+    from stylegen.formats import rosinality  # hook: legacy (torch < 1.6) torch.save files start with \x80 too
+
+    if rosinality.is_legacy_torch(path):  # e.g. rosinality convert_weight.py files (docs/formats.md)
+        return rosinality.load_rosinality(path, which)
     from stylegen.formats import nvidia
 
     try:
         with open(path, "rb") as f:
             data = nvidia.read_records(f)
     except nvidia.Refused as e:  # the file asks for something a network file never needs
+        if getattr(e, "global_name", None) == ("dnnlib.tflib.network", "Network"):  # a legacy TF pickle
+            from stylegen.formats.tf_networks import load_tf_network
+
+            return load_tf_network(path, which)
         raise NetworkLoadError(path, str(e) if str(e).startswith("refused") else f"refused: {e}") from None
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, RuntimeError, AttributeError) as e:
         raise NetworkLoadError(path, f"corrupt or truncated pickle ({type(e).__name__}: {_first_line(e)})") from None
