@@ -1,9 +1,8 @@
-"""`stylegen info`: what a network snapshot holds."""
+"""`stylegen info`: what a network file holds, whatever its format."""
 
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 
 import click
@@ -11,48 +10,40 @@ import click
 from stylegen.cli import common
 
 
-@click.command("info", short_help="Describe a network snapshot.")
+@click.command("info", short_help="Describe a network file.")
 @click.argument("network", metavar="PKL", type=common.NETWORK)
 @common.library_errors
 def info(network):
-    """Describe a network snapshot (stylegen .pkl, NVIDIA pickle, or a bundled name such as
-    'people'): format, architecture, parameter counts, training progress and, for bundled
-    networks, their provenance. Nothing from the file is executed."""
-    import stylegen
+    """Describe a network file (stylegen snapshot, NVIDIA PyTorch or TensorFlow pickle, rosinality
+    checkpoint, or a bundled name such as 'people'): format, architecture, parameter counts,
+    the loader's notes, training progress and, for bundled or converted networks, their
+    provenance. Nothing from the file is executed."""
+    from stylegen.formats.network_file import read_network_file
 
-    snapshot = read_snapshot(network)
-    G = stylegen.load_network(network, which="G_ema")
-    rows = [("file", network), ("format", describe_format(snapshot))]
+    source = read_network_file(network)
+    G = source.G_ema if source.G_ema is not None else source.G
+    rows = [("file", network), ("format", source.source_format)]
     rows += architecture_rows(G)
-    rows.append(("params G_ema", f"{count_params(G):,}"))
-    for which in ("G", "D"):
-        count = other_network_params(network, which, snapshot)
-        if count is not None:
-            rows.append((f"params {which}", count))
-    extra = extra_rows(snapshot)
-    rows += training_rows(network, snapshot) if not extra else []
+    rows += param_rows(source)
+    rows += [("note", common.one_line(note)) for note in source.source_notes]
+    extra = extra_rows(source.snapshot)
+    rows += training_rows(network, source.snapshot) if not extra else []
     rows += extra
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         click.echo(f"{key:<{width}}  {value}")
 
 
-def read_snapshot(path: str) -> dict | None:
-    """Our snapshot's container (tensors included, nothing executed), or None for an NVIDIA pickle.
-
-    Our snapshots are torch.save zip files; NVIDIA's are plain pickles (not zip files).
-    """
-    if not zipfile.is_zipfile(path):
-        return None
-    import stylegen
-
-    return stylegen.load_snapshot(path)
-
-
-def describe_format(snapshot: dict | None) -> str:
-    if snapshot is None:
-        return "NVIDIA pickle (stylegan2-ada-pytorch / stylegan3), read without executing code"
-    return f"stylegen v{snapshot.get('version', '?')}"
+def param_rows(source) -> list[tuple[str, object]]:
+    """'params G_ema/G/D' for each network the file has: its count, or why it does not load."""
+    rows = []
+    for which in ("G_ema", "G", "D"):
+        net = source.networks.get(which)
+        if net is not None:
+            rows.append((f"params {which}", f"{count_params(net):,}"))
+        elif which in source.problems:
+            rows.append((f"params {which}", f"present, not loadable here ({source.problems[which]})"))
+    return rows
 
 
 def architecture_rows(G) -> list[tuple[str, object]]:
@@ -83,20 +74,6 @@ def count_params(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def other_network_params(path: str, which: str, snapshot: dict | None) -> str | None:
-    """Parameter count of G or D if the file has it (None when absent)."""
-    import stylegen
-
-    if snapshot is not None and snapshot.get(which) is None:
-        return None
-    try:
-        return f"{count_params(stylegen.load_network(path, which=which)):,}"
-    except stylegen.NetworkLoadError as e:
-        if "has no '" in e.problem:
-            return None
-        return f"present, not loadable here ({e.problem})"
-
-
 def training_rows(path: str, snapshot: dict | None) -> list[tuple[str, object]]:
     """Scalar training counters (kimg, tick, augment_p, ...) of a training snapshot."""
     if snapshot is None:
@@ -118,6 +95,9 @@ def extra_rows(snapshot: dict | None) -> list[tuple[str, object]]:
         return []
     rows = []
     for key, value in extra.items():
+        if key == "source" and isinstance(value, dict):  # `stylegen convert`; file and format are in the notes
+            rows += [(f"source {k}", common.one_line(value[k])) for k in ("sha256", "earlier") if value.get(k)]
+            continue
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items() if isinstance(v, (int, float, str, bool)))
         if isinstance(value, (int, float, str, bool)) and value != "":

@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from stylegen.cli.common import one_line
+from stylegen.cli.convert import convert
 from stylegen.cli.doctor import doctor
 from stylegen.cli.info import info
 from stylegen.cli.metrics import metrics
@@ -96,15 +97,16 @@ def _write_help(ctx: click.Context, param: click.Parameter, value: str | None) -
 )
 def main():
     """StyleGAN2-family generators: sample images, mix styles, project images, compute metrics,
-    train, inspect networks.
+    train, inspect and convert networks.
 
-    Networks: stylegen snapshots, NVIDIA stylegan2-ada-pytorch pickles, and stylegan3 pickles
-    of StyleGAN2 networks (StyleGAN3 networks are not supported yet); pickles are read without
-    executing code. Runs on the CPU when no GPU is present.
+    Networks: stylegen snapshots, NVIDIA stylegan2-ada-pytorch pickles and stylegan3 pickles
+    of StyleGAN2 networks (StyleGAN3 networks are not supported yet), NVIDIA's TensorFlow
+    StyleGAN2(-ADA) pickles, and rosinality/stylegan2-pytorch checkpoints; nothing from a file
+    is executed while reading it. Runs on the CPU when no GPU is present.
     """
 
 
-for _command in (sample, mix, project, metrics, info, train, dataset, doctor):
+for _command in (sample, mix, project, metrics, info, convert, train, dataset, doctor):
     main.add_command(_command)
 
 

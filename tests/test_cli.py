@@ -12,9 +12,9 @@ from cli_helpers import OFFICIAL, OFFICIAL_REF, REPO, library_images, ok, png, u
 from PIL import Image
 
 import stylegen
-from stylegen.formats import images
 from stylegen.cli import common
 from stylegen.cli.main import help_texts
+from stylegen.formats import images
 
 _ref_ops = cli_helpers._ref_ops
 nets = cli_helpers.nets

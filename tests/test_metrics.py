@@ -14,9 +14,9 @@ from PIL import Image
 
 import stylegen
 from stylegen.cli.main import main
-from stylegen.metrics.frechet import feature_stats, frechet_distance
 from stylegen.metrics import METRICS, dataset_stats, fid, kid, parse_metric_names, ppl, pr, runner
 from stylegen.metrics.features import FeatureNet
+from stylegen.metrics.frechet import feature_stats, frechet_distance
 
 
 @pytest.fixture(autouse=True)

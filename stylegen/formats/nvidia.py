@@ -148,7 +148,25 @@ def generator_from_record(rec: Record) -> Generator:
     _check_sizes_before_building(cfg, state)
     G = Generator(cfg)
     _load_strict(G, state)
+    G.source_format, G.source_notes = describe_source(rec)
     return G
+
+
+def describe_source(rec: Record) -> tuple[str, list[str]]:
+    """(source_format, source_notes) of a network record: which code wrote it, what was ignored."""
+    kwargs = dict(rec.state.get("_init_kwargs") or {})
+    synthesis = kwargs.get("synthesis_kwargs")
+    if isinstance(synthesis, dict):
+        code = "stylegan2-ada-pytorch"
+    elif rec.class_name == "Generator" and set(kwargs) & _SYNTHESIS_KEYS:
+        code, synthesis = "stylegan3 code, StyleGAN2 network", kwargs  # networks_stylegan2 layout
+    else:
+        code, synthesis = "stylegan2-ada-pytorch / stylegan3", kwargs
+    notes = ["read without executing code (module_src ignored)"]
+    fp16 = int(synthesis.get("num_fp16_res", kwargs.get("num_fp16_res", 0)) or 0)
+    if fp16 > 0:
+        notes.append(f"num_fp16_res={fp16} ignored: runs in float32 (NVIDIA's GPU path used float16 there)")
+    return f"NVIDIA pickle ({code})", notes
 
 
 def _check_sizes_before_building(cfg: GeneratorConfig, state: dict) -> None:
@@ -221,4 +239,5 @@ def discriminator_from_record(rec: Record) -> Discriminator:
     freeze = int(dict(kw.get("block_kwargs") or {}).get("freeze_layers", 0))
     D = Discriminator(cfg, freeze_layers=freeze)
     _load_strict(D, state)
+    D.source_format, D.source_notes = describe_source(rec)
     return D

@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from stylegen.errors import InputError
-from stylegen.formats.snapshot import NetworkLoadError, load_network, load_snapshot, network_from_snapshot
+from stylegen.formats.network_file import NetworkFile, read_network_file
+from stylegen.formats.snapshot import NetworkLoadError
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import Generator, GeneratorConfig
 from stylegen.training.config import TrainConfig
@@ -19,7 +20,7 @@ from stylegen.training.dataset import ImageDataset
 @dataclass
 class ResumeSource:
     path: Path
-    snapshot: dict | None  # our container (with 'training' for an exact resume), else None
+    snapshot: dict | None  # our container with 'training' (an exact resume), else None (weights only)
     G: Generator
     G_ema: Generator
     D: Discriminator | None  # None: the discriminator starts fresh
@@ -42,33 +43,40 @@ def _resume_path(cfg: TrainConfig) -> Path | None:
 
 
 def _load_source(path: Path) -> ResumeSource:
-    """Read the file once: our snapshot (exact resume) or NVIDIA's pickle (weights only)."""
-    try:
-        snapshot = load_snapshot(path)
-    except NetworkLoadError:
-        snapshot = None
-        print(
-            f"note: {path} is not a stylegen snapshot: resuming weights only "
-            "(optimizer state, kimg counter and augment p start fresh)",
-            file=sys.stderr,
+    """Read every network of the file: our training snapshot resumes exactly, anything else that
+    `load_network` reads (our other snapshots, NVIDIA's pickles, rosinality checkpoints, ...)
+    gives weights only."""
+    source = read_network_file(path)
+    snapshot = source.snapshot
+    exact = snapshot is not None and snapshot.get("training") is not None and len(source.networks) == 3
+    if not exact:
+        _note(
+            f"{path} ({source.source_format}): resuming weights only (no optimizer state, counters): "
+            "the optimizers, the kimg counter and augment p start fresh"
         )
-
-    def load(which: str):
-        if snapshot is not None:
-            return network_from_snapshot(snapshot, which, path).eval().requires_grad_(False)
-        return load_network(path, which)
-
-    G_ema = load("G_ema")
-    try:
-        G = load("G")
-    except NetworkLoadError:
-        G = G_ema  # a generator-only file: G starts from G_ema
-    try:
-        D = load("D")
-    except NetworkLoadError as e:
-        print(f"note: {e}; the discriminator starts from scratch", file=sys.stderr)
-        D = None
+        snapshot = None  # restore() takes nothing but the weights
+    for note in source.source_notes:
+        _note(note)
+    G, G_ema = source.G, source.G_ema
+    if G is None:
+        _note(f"{_missing(source, 'G')}: G starts from G_ema's weights")
+        G = G_ema
+    if G_ema is None:
+        _note(f"{_missing(source, 'G_ema')}: G_ema starts from G's weights")
+        G_ema = G
+    D = source.D
+    if D is None:
+        _note(f"{_missing(source, 'D')}: the discriminator starts from scratch")
     return ResumeSource(path, snapshot, G, G_ema, D)
+
+
+def _missing(source: NetworkFile, which: str) -> str:
+    problem = source.problems.get(which)
+    return f"{which} cannot be used ({problem})" if problem else f"the file has no {which}"
+
+
+def _note(text: str) -> None:
+    print(f"note: {text}", file=sys.stderr)
 
 
 def build_networks(cfg: TrainConfig, dataset: ImageDataset) -> tuple[Generator, Discriminator, ResumeSource | None]:
