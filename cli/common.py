@@ -101,7 +101,8 @@ network_option = click.option(
     "--network",
     metavar="PKL",
     type=NETWORK,
-    help="Network snapshot (stylegen .pkl or NVIDIA pickle) or a bundled name (people, faces); "
+    help="Network file (stylegen .pkl, NVIDIA PyTorch or TensorFlow pickle, rosinality .pt) or a bundled "
+    "name (people, faces); "
     "default: the bundled 'people'.",
 )
 
