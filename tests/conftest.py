@@ -65,6 +65,24 @@ def compat_dir(shared_dir: Path) -> Path:
     return d
 
 
+@pytest.fixture(params=["ref", "cpu"])
+def ops_impl(request, monkeypatch):
+    """Run the whole network with one ops implementation (STYLEGEN_OPS); the cpu plugin must build
+    under STYLEGEN_REQUIRE_EXT (CI)."""
+    from stylegen.cuda_ops import PluginUnavailable, load_plugin
+    from stylegen.ops._dispatch import require_ext
+
+    if request.param == "cpu":
+        try:
+            load_plugin("cpu")
+        except PluginUnavailable as e:
+            if require_ext():
+                pytest.fail(f"STYLEGEN_REQUIRE_EXT is set but the cpu plugin is unavailable: {e}")
+            skip_or_fail(f"cpu plugin unavailable: {e}")
+    monkeypatch.setenv("STYLEGEN_OPS", request.param)
+    return request.param
+
+
 def tiny_config(**overrides) -> GeneratorConfig:
     """A generator small enough for many forward passes per second."""
     kw = {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 16, "img_channels": 3, "mapping_layers": 2}

@@ -14,22 +14,6 @@ import torch
 
 import stylegen
 from stylegen import NetworkLoadError, load_network, seed_to_z, to_uint8
-from stylegen.cuda_ops import PluginUnavailable, load_plugin
-from stylegen.ops._dispatch import require_ext
-
-
-@pytest.fixture(params=["ref", "cpu"])
-def ops_impl(request, monkeypatch):
-    """Run the whole network with one ops implementation (STYLEGEN_OPS)."""
-    if request.param == "cpu":
-        try:
-            load_plugin("cpu")
-        except PluginUnavailable as e:
-            if require_ext():
-                pytest.fail(f"STYLEGEN_REQUIRE_EXT is set but the cpu plugin is unavailable: {e}")
-            pytest.skip(f"cpu plugin unavailable: {e}")
-    monkeypatch.setenv("STYLEGEN_OPS", request.param)
-    return request.param
 
 
 @pytest.fixture(scope="module")

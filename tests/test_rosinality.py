@@ -20,7 +20,6 @@ from cli_helpers import ok, png, usage_error
 
 import stylegen
 from stylegen import NetworkLoadError, load_network, to_uint8
-from stylegen.cuda_ops import PluginUnavailable, load_plugin
 from stylegen.formats import rosinality_names as names
 from stylegen.formats.rosinality import (
     W_AVG_SAMPLES,
@@ -29,25 +28,11 @@ from stylegen.formats.rosinality import (
     save_rosinality,
 )
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.ops._dispatch import require_ext
 
 from conftest import tiny_generator
 
 TRAIN, CONVERT = "rosinality_small.pt", "rosinality_small_convert.pt"
 TOL = 1e-4  # max abs vs rosinality's images (docs/formats.md: measured 8e-6 on this fixture)
-
-
-@pytest.fixture(params=["ref", "cpu"])
-def ops_impl(request, monkeypatch):
-    if request.param == "cpu":
-        try:
-            load_plugin("cpu")
-        except PluginUnavailable as e:
-            if require_ext():
-                pytest.fail(f"STYLEGEN_REQUIRE_EXT is set but the cpu plugin is unavailable: {e}")
-            pytest.skip(f"cpu plugin unavailable: {e}")
-    monkeypatch.setenv("STYLEGEN_OPS", request.param)
-    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@ from cli_helpers import ok, png, usage_error
 from tf_helpers import Network, flat_variables, read_raw, set_variable, tf_discriminator, tf_generator, write_tf
 
 from stylegen import NetworkLoadError, load_network, seed_to_z, to_uint8
-from stylegen.cuda_ops import PluginUnavailable, load_plugin
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.ops._dispatch import require_ext
 
 
 @pytest.fixture(scope="module")
@@ -28,19 +26,6 @@ def tf_path(compat_dir):
 def reference(compat_dir):
     with np.load(compat_dir / "tf_small_ref.npz") as d:
         return {k: d[k] for k in d.files}
-
-
-@pytest.fixture(params=["ref", "cpu"])
-def ops_impl(request, monkeypatch):
-    if request.param == "cpu":
-        try:
-            load_plugin("cpu")
-        except PluginUnavailable as e:
-            if require_ext():
-                pytest.fail(f"STYLEGEN_REQUIRE_EXT is set but the cpu plugin is unavailable: {e}")
-            pytest.skip(f"cpu plugin unavailable: {e}")
-    monkeypatch.setenv("STYLEGEN_OPS", request.param)
-    return request.param
 
 
 def _settings(ref):

@@ -9,6 +9,7 @@ payloads (torch allocates their storages at the size the header states, before r
 
 from __future__ import annotations
 
+import collections
 import io
 import os
 import pickle
@@ -38,6 +39,18 @@ STORAGES = {  # the legacy typed storage classes, by the element type they hold
     "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
 }  # fmt: skip
 ELEMENT_SIZE = {name: torch._utils._element_size(dtype) for name, dtype in STORAGES.items()}
+
+
+def is_empty(x: Any) -> bool:
+    """None or an empty plain dict / OrderedDict (what an unused hook or state slot holds)."""
+    return x is None or (type(x) in (dict, collections.OrderedDict) and not x)
+
+
+def nonnegative_ints(x: Any, what: str) -> tuple:
+    """x itself if it is a tuple of non-negative ints (a shape or stride), else Refused."""
+    if not isinstance(x, tuple) or not all(type(v) is int and v >= 0 for v in x):
+        raise Refused(f"{what} must be a tuple of non-negative ints")
+    return x
 
 
 class _BoundedFile:

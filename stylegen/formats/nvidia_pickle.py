@@ -33,6 +33,8 @@ from stylegen.formats.guarded_unpickler import (
     Refused,
     RefusedGlobal,
     describe_weights_only_error,
+    is_empty,
+    nonnegative_ints,
     payload_storage_bytes,
 )
 
@@ -92,16 +94,6 @@ def _reconstruct_persistent_obj(meta: dict) -> Record:
     return Record(str(meta.get("class_name")), meta["state"])
 
 
-def _is_empty(x: Any) -> bool:
-    return x is None or (type(x) in (dict, collections.OrderedDict) and not x)
-
-
-def _ints(x: Any, what: str) -> tuple:
-    if not isinstance(x, tuple) or not all(type(v) is int and v >= 0 for v in x):
-        raise Refused(f"{what} must be a tuple of non-negative ints")
-    return x
-
-
 class RestrictedUnpickler(GuardedUnpickler):
     """Resolves only ALLOWED globals, each to a checking wrapper; BUILD only on objects it made."""
 
@@ -154,7 +146,7 @@ class RestrictedUnpickler(GuardedUnpickler):
         if not isinstance(state, tuple) or len(state) not in (4, 5):
             raise Refused("malformed numpy array state")
         shape, dtype, fortran, raw = state[-4:]
-        shape, dtype = _ints(shape, "numpy array shape"), self._take_dtype(dtype)
+        shape, dtype = nonnegative_ints(shape, "numpy array shape"), self._take_dtype(dtype)
         if type(fortran) is not bool or type(raw) not in (bytes, bytearray):
             raise Refused("numpy array state must hold raw bytes (no object arrays)")
         if len(raw) != math.prod(shape) * dtype.itemsize:
@@ -199,7 +191,7 @@ class RestrictedUnpickler(GuardedUnpickler):
         d = np.dtype(typecode)
         if d.kind not in _NUMERIC_KINDS:
             raise Refused(f"numpy array of type {typecode!r} (only bool, int, float and complex data)")
-        shape = _ints(shape, "numpy array shape")
+        shape = nonnegative_ints(shape, "numpy array shape")
         self._charge(math.prod(shape) * d.itemsize, "a numpy array")
         return _np_reconstruct(np.ndarray, shape, typecode)
 
@@ -247,11 +239,11 @@ class RestrictedUnpickler(GuardedUnpickler):
 
     def _rebuild_tensor_v2(self, storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
         _no_hooks(backward_hooks)
-        if not _is_empty(metadata):
+        if not is_empty(metadata):
             raise Refused("tensor with metadata (a network file's tensors have none)")
         if not isinstance(storage, torch.storage.TypedStorage) or type(storage_offset) is not int:
             raise Refused("tensor rebuilt from something other than a storage")
-        size, stride = _ints(size, "tensor size"), _ints(stride, "tensor stride")
+        size, stride = nonnegative_ints(size, "tensor size"), nonnegative_ints(stride, "tensor stride")
         if type(requires_grad) is not bool:
             raise Refused("tensor requires_grad must be a bool")
         if math.prod(size) > storage.size():  # stride-0 views could make a huge tensor of one value
@@ -270,13 +262,13 @@ class RestrictedUnpickler(GuardedUnpickler):
         # torch sets every name of `state` on the Parameter (setattr), which could shadow any of
         # its methods; a network's parameters carry no such state, so only empty state passes.
         parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
-        if not all(_is_empty(p) for p in parts):
+        if not all(is_empty(p) for p in parts):
             raise Refused("parameter with attributes set from the file (a network's parameters have none)")
         return self._rebuild_parameter(data, requires_grad, backward_hooks)
 
 
 def _no_hooks(hooks: Any) -> None:
-    if not _is_empty(hooks):
+    if not is_empty(hooks):
         raise Refused("tensor with backward hooks (a network file's tensors have none)")
 
 

@@ -26,7 +26,14 @@ from typing import Any, BinaryIO, Callable, NamedTuple
 
 import torch
 
-from stylegen.formats.guarded_unpickler import STORAGES, GuardedUnpickler, Refused, RefusedGlobal
+from stylegen.formats.guarded_unpickler import (
+    STORAGES,
+    GuardedUnpickler,
+    Refused,
+    RefusedGlobal,
+    is_empty,
+    nonnegative_ints,
+)
 
 #: torch.save's legacy format starts with its magic number, pickled (protocol 2, LONG1).
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -147,9 +154,9 @@ class CheckpointUnpickler(GuardedUnpickler):
     def _rebuild_tensor_v2(self, storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
         if not isinstance(storage, torch.Tensor) or id(storage) not in self._made:
             raise Refused("tensor rebuilt from something other than a storage of this file")
-        if not _is_empty(backward_hooks) or not _is_empty(metadata):
+        if not is_empty(backward_hooks) or not is_empty(metadata):
             raise Refused("tensor with hooks or metadata (a checkpoint's tensors have none)")
-        size, stride = _ints(size, "tensor size"), _ints(stride, "tensor stride")
+        size, stride = nonnegative_ints(size, "tensor size"), nonnegative_ints(stride, "tensor stride")
         if type(storage_offset) is not int or storage_offset < 0 or len(size) != len(stride):
             raise Refused("malformed tensor (offset, size and stride)")
         if type(requires_grad) is not bool:
@@ -162,23 +169,13 @@ class CheckpointUnpickler(GuardedUnpickler):
         return storage.as_strided(size, stride, storage_offset)
 
     def _rebuild_parameter(self, data, requires_grad, backward_hooks) -> torch.Tensor:
-        if type(data) is not torch.Tensor or type(requires_grad) is not bool or not _is_empty(backward_hooks):
+        if type(data) is not torch.Tensor or type(requires_grad) is not bool or not is_empty(backward_hooks):
             raise Refused("parameter rebuilt from something other than a tensor")
         return data  # a plain tensor: nothing here is trained
 
 
 def _inert(*args: Any, **kwargs: Any) -> None:
     """What a refused global stands for while only looking at a file's structure: does nothing."""
-
-
-def _is_empty(x: Any) -> bool:
-    return x is None or (type(x) in (dict, collections.OrderedDict) and not x)
-
-
-def _ints(x: Any, what: str) -> tuple:
-    if not isinstance(x, tuple) or not all(type(v) is int and v >= 0 for v in x):
-        raise Refused(f"{what} must be a tuple of non-negative ints")
-    return x
 
 
 class _Budget:
