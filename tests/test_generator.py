@@ -245,7 +245,7 @@ def test_config_round_trip(make_config):
     [
         ({"img_resolution": 24}, "power of two"),
         ({"img_resolution": 2}, "power of two"),
-        ({"architecture": "resnet"}, "architecture 'resnet'"),
+        ({"architecture": "bogus"}, "architecture 'bogus'"),
         ({"w_dim": 0}, "w_dim"),
     ],
 )

@@ -113,12 +113,19 @@ def tf_generator(G, name: str, static_kwargs: dict, version: int = 5, src: str =
     for i, (r, _, ours) in enumerate(layers):
         noise.append((f"noise{i}", _np(sd[f"synthesis.b{r}.{ours}.noise_const"])[None, None]))
     synth.append(("4x4/Const/const", _np(sd["synthesis.b4.const"])[None]))
+    # 'orig' / 'resnet' generators have one torgb (the last block's) and, for 'resnet', a Skip
+    # 1x1 conv per block r > 4 after Conv1 (TF's creation order, docs/formats.md).
     torgbs = [(r, "ToRGB", "torgb") for r in [2**k for k in range(2, R.bit_length())]]
+    skips = [(r, "Skip", "skip") for r in [2**k for k in range(2, R.bit_length())]]
     order = [layers[0], torgbs[0]] + [
-        x for k in range(1, len(torgbs)) for x in (layers[2 * k - 1], layers[2 * k], torgbs[k])
+        x for k in range(1, len(torgbs)) for x in (layers[2 * k - 1], layers[2 * k], skips[k], torgbs[k])
     ]
+    order = [(r, tf, ours) for r, tf, ours in order if f"synthesis.b{r}.{ours}.weight" in sd]
     for r, tf, ours in order:
         p = f"synthesis.b{r}.{ours}."
+        if tf == "Skip":  # no bias, no modulation; flipped like Conv0_up
+            synth.append((f"{r}x{r}/Skip/weight", _tf_conv(sd[p + "weight"], flip=True)))
+            continue
         synth.append((f"{r}x{r}/{tf}/weight", _tf_conv(sd[p + "weight"], flip=tf == "Conv0_up")))
         synth.append((f"{r}x{r}/{tf}/mod_weight", _np(sd[p + "affine.weight"]).T.copy()))
         synth.append((f"{r}x{r}/{tf}/mod_bias", _np(sd[p + "affine.bias"]) - np.float32(1)))

@@ -118,6 +118,10 @@ def _channels(G: torch.nn.Module) -> dict[int, int]:
     return {r: int(getattr(G.synthesis, f"b{r}").conv1.weight.shape[0]) for r in block_resolutions(G.img_resolution)}
 
 
+def _architecture(G: torch.nn.Module) -> str:
+    return getattr(getattr(G, "config", None), "architecture", "skip")
+
+
 def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> None:
     """Raise InputError naming the first field in which two generators differ for layer swapping."""
     for field in ("img_resolution", "img_channels", "w_dim", "num_ws", "c_dim"):
@@ -126,6 +130,11 @@ def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> N
             raise InputError(
                 f"networks differ in {field}: SRC {a}, DST {b}; layer swapping needs the same architecture"
             )
+    arch_src, arch_dst = _architecture(G_src), _architecture(G_dst)
+    if arch_src != arch_dst:
+        raise InputError(
+            f"networks differ in architecture: SRC {arch_src!r}, DST {arch_dst!r}; layer swapping needs the same one"
+        )
     ch_src, ch_dst = _channels(G_src), _channels(G_dst)
     for r in ch_src:
         if ch_src[r] != ch_dst[r]:

@@ -21,7 +21,7 @@ from stylegen.formats.nvidia_pickle import (  # noqa: F401  (re-exported: the re
     read_records,
 )
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
-from stylegen.networks.generator import Generator, GeneratorConfig
+from stylegen.networks.generator import ARCHITECTURES, Generator, GeneratorConfig
 
 # ---------------------------------------------------------------------------------------------
 # Rebuilding our Generator from a Generator record.
@@ -69,8 +69,8 @@ def config_from_record(rec: Record) -> GeneratorConfig:
         if synthesis.get(key, want) != want:
             raise ValueError(f"unsupported synthesis option {key}={synthesis[key]!r} (only {want!r})")
     arch = synthesis.get("architecture", "skip")
-    if arch != "skip":
-        raise ValueError(f"unsupported generator architecture {arch!r} (only 'skip')")
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unsupported generator architecture {arch!r} (one of {', '.join(ARCHITECTURES)})")
     conv_clamp = synthesis.get("conv_clamp")
     return GeneratorConfig(
         **{k: int(v) for k, v in top.items()},
@@ -81,6 +81,7 @@ def config_from_record(rec: Record) -> GeneratorConfig:
         channel_max=int(synthesis.get("channel_max", 512)),
         conv_clamp=None if conv_clamp is None else float(conv_clamp),
         resample_filter=tuple(float(t) for t in synthesis.get("resample_filter", (1, 3, 3, 1))),
+        architecture=arch,
     )
 
 
@@ -181,20 +182,23 @@ def _check_sizes_before_building(cfg: GeneratorConfig, state: dict) -> None:
         expected[f"mapping.fc{i}.weight"] = (cfg.w_dim, in_features if i == 0 else cfg.w_dim)
     if cfg.c_dim:
         expected["mapping.embed.weight"] = (cfg.w_dim, cfg.c_dim)
-    r = 4
+    r, arch = 4, cfg.architecture
     while r <= cfg.img_resolution:
         c = min(cfg.channel_base // r, cfg.channel_max)
         expected[f"synthesis.b{r}.conv1.weight"] = (c, c, 3, 3)
-        expected[f"synthesis.b{r}.torgb.weight"] = (cfg.img_channels, c, 1, 1)
+        if arch == "skip" or r == cfg.img_resolution:  # 'orig' / 'resnet': a torgb in the last block only
+            expected[f"synthesis.b{r}.torgb.weight"] = (cfg.img_channels, c, 1, 1)
+        if arch == "resnet" and r > 4:
+            expected[f"synthesis.b{r}.skip.weight"] = (c, min(cfg.channel_base // (r // 2), cfg.channel_max), 1, 1)
         r *= 2
+    where = f"the constructor arguments (architecture {arch!r})"
     for name, shape in expected.items():
         got = state.get(name)
         if got is None:
-            raise ValueError(f"weights do not match the constructor arguments: missing {name} {shape}")
+            raise ValueError(f"weights do not match {where}: missing {name} {shape}")
         if tuple(got.shape) != shape:
             raise ValueError(
-                f"weights do not match the constructor arguments: {name} has shape {tuple(got.shape)}, "
-                f"the arguments need {shape}"
+                f"weights do not match {where}: {name} has shape {tuple(got.shape)}, the arguments need {shape}"
             )
 
 

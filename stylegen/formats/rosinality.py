@@ -306,6 +306,10 @@ def _generator_state(G: Generator, which: str, notes: list[str]) -> dict[str, to
             f"img_channels {cfg.img_channels}) does not fit rosinality's Generator (unconditional, "
             "one style_dim for z and w, RGB)"
         )
+    if cfg.architecture != "skip":
+        raise InputError(
+            f"save_rosinality: {which} has architecture {cfg.architecture!r}; rosinality's Generator is 'skip'"
+        )
     channels = {r: min(cfg.channel_base // r, cfg.channel_max) for r in _resolutions(cfg.img_resolution)}
     arch = names.GeneratorArch(
         cfg.img_resolution, cfg.w_dim, cfg.mapping_layers, 3, channels, tuple(cfg.resample_filter)

@@ -13,7 +13,7 @@ import numbers
 from typing import Any
 
 from stylegen.networks.discriminator import DiscriminatorConfig
-from stylegen.networks.generator import GeneratorConfig
+from stylegen.networks.generator import ARCHITECTURES, GeneratorConfig
 
 #: Keys with no effect on the parameters or on the images we reproduce: accepted, noted.
 HARMLESS = {
@@ -56,8 +56,9 @@ def generator_config(kw: dict) -> tuple[GeneratorConfig, list[str]]:
     """GeneratorConfig of a G / Gs network's static_kwargs, and one-line notes; ValueError if unsupported."""
     notes = _check_keys(kw, _G_HONOURED, _FIXED_G, "generator")
     arch = kw.get("architecture", "skip")
-    if arch != "skip":
-        raise ValueError(f"generator architecture {arch!r} (static_kwargs architecture) is not supported: {SKIP_ONLY}")
+    if not isinstance(arch, str) or arch not in ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES)
+        raise ValueError(f"generator architecture {_short(arch)} (static_kwargs architecture) is not one of {known}")
     w_dim = _int(kw, "dlatent_size", 512, 1)
     res = _int(kw, "resolution", 1024, 4)
     if res & (res - 1):
@@ -82,15 +83,9 @@ def generator_config(kw: dict) -> tuple[GeneratorConfig, list[str]]:
         channel_max=cmax,
         conv_clamp=_clamp(kw),
         resample_filter=_kernel(kw),
+        architecture=arch,
     )
     return cfg, notes
-
-
-#: Why a generator of another architecture is refused (also used for the variables' evidence).
-SKIP_ONLY = (
-    "our Generator is the 'skip' one (StyleGAN2 config-e/f, every StyleGAN2-ADA default); "
-    "'orig' and 'resnet' generators would need those synthesis variants"
-)
 
 
 def discriminator_config(kw: dict) -> tuple[DiscriminatorConfig, int, list[str]]:

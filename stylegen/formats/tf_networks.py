@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from stylegen.formats.guarded_unpickler import Refused
-from stylegen.formats.tf_kwargs import SKIP_ONLY, discriminator_config, generator_config
+from stylegen.formats.tf_kwargs import discriminator_config, generator_config
 from stylegen.formats.tf_pickle import TFFormatError, TFNetwork, read_tf_pickle
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import Generator, GeneratorConfig
@@ -28,6 +28,7 @@ _IGNORED = {"lod", "synthesis/lod"}  # progressive-growing level of StyleGAN2 TF
 _G_LAYER = re.compile(
     r"synthesis/(\d+)x\1/(Conv|Conv0_up|Conv1|ToRGB)/(weight|mod_weight|mod_bias|noise_strength|bias)"
 )
+_G_SKIP = re.compile(r"synthesis/(\d+)x\1/Skip/weight")  # architecture 'resnet': the 1x1 shortcut
 _G_PARAM = {"weight": "weight", "mod_weight": "affine.weight", "mod_bias": "affine.bias"}
 _D_LAYER = re.compile(r"(\d+)x\1/(FromRGB|Conv0|Conv1_down|Skip)/(weight|bias)")
 _D_HEAD = {"4x4/Conv": "b4.conv", "4x4/Dense0": "b4.fc", "Output": "b4.out", "LabelEmbed": "mapping.embed"}
@@ -73,6 +74,7 @@ def generator_from_tf(net: TFNetwork) -> Generator:
     """Our Generator with a G / Gs network's weights; ValueError if the network is not one we build."""
     _check_generator_variables(net.variables)
     cfg, notes = generator_config(net.static_kwargs)
+    _check_architecture(net.variables, cfg)
     _check_mapping_width(net.variables, cfg)
     state = generator_state(net.variables, cfg)
     _check_shapes(state, generator_shapes(cfg), "generator")
@@ -94,11 +96,24 @@ def _check_generator_variables(variables: dict) -> None:
         )
     if any(re.fullmatch(r"synthesis/ToRGB_lod\d+/.*", n) for n in variables):
         raise ValueError("progressive-growing generator (ToRGB_lod*, StyleGAN2 configs A-D) is not supported")
+
+
+def _check_architecture(variables: dict, cfg: GeneratorConfig) -> None:
+    """The variables must be those of static_kwargs' architecture: Skip convolutions mean 'resnet',
+    one ToRGB (in the last block) 'orig' or 'resnet', a ToRGB per block 'skip'."""
+    if cfg.img_resolution == 4:
+        return  # one block: the three architectures are the same network
     if any(re.fullmatch(r"synthesis/\d+x\d+/Skip/weight", n) for n in variables):
-        raise ValueError(f"generator architecture 'resnet' (Skip convolutions) is not supported: {SKIP_ONLY}")
-    torgb = {int(m.group(1)) for n in variables if (m := re.fullmatch(r"synthesis/(\d+)x\1/ToRGB/weight", n))}
-    if len(torgb) == 1 and 4 not in torgb:
-        raise ValueError(f"generator architecture 'orig' (one ToRGB, no skip images) is not supported: {SKIP_ONLY}")
+        found = "'resnet' (Skip convolutions)"
+    elif "synthesis/4x4/ToRGB/weight" not in variables:
+        found = "'orig' (one ToRGB, no Skip convolutions)"
+    else:
+        found = "'skip' (a ToRGB per block)"
+    if found.split()[0] != repr(cfg.architecture):
+        raise ValueError(
+            f"the variables are those of a generator of architecture {found}, "
+            f"but static_kwargs says architecture {cfg.architecture!r}"
+        )
 
 
 def _check_mapping_width(variables: dict, cfg: GeneratorConfig) -> None:
@@ -140,6 +155,8 @@ def _generator_name(name: str, num_ws: int) -> str | None:
     if (m := re.fullmatch(r"synthesis/noise(\d+)", name)) and int(m.group(1)) < num_ws - 1:
         i = int(m.group(1))  # conv layer i: b4.conv1, then conv0 / conv1 of each block
         return f"synthesis.b{2 ** ((i + 5) // 2)}.{'conv1' if i % 2 == 0 else 'conv0'}.noise_const"
+    if (m := _G_SKIP.fullmatch(name)) and int(m.group(1)) > 4:
+        return f"synthesis.b{int(m.group(1))}.skip.weight"
     if m := _G_LAYER.fullmatch(name):
         r, layer, param = int(m.group(1)), m.group(2), m.group(3)
         ours = {"Conv": "conv1", "Conv0_up": "conv0", "Conv1": "conv1", "ToRGB": "torgb"}[layer]
@@ -158,7 +175,8 @@ def _generator_value(name: str, v: np.ndarray) -> np.ndarray:
         return _rank(v, 4, name)[0]  # [1, C, 4, 4] -> [C, 4, 4]
     if kind == "weight" and name.startswith("synthesis/"):
         k = _rank(v, 4, name)
-        return _conv(k[::-1, ::-1] if "/Conv0_up/" in name else k)  # TF's up-sampling conv is flipped
+        up = "/Conv0_up/" in name or "/Skip/" in name
+        return _conv(k[::-1, ::-1] if up else k)  # TF's up-sampling convs are flipped
     if kind in ("weight", "mod_weight"):
         return _rank(v, 2, name).T  # dense [in, out] -> [out, in]
     if kind == "mod_bias":
@@ -179,7 +197,11 @@ def generator_shapes(cfg: GeneratorConfig) -> dict[str, tuple]:
     shapes["synthesis.b4.const"] = (ch[4], 4, 4)
     for r in ch:
         layers = [("conv0", ch[r // 2], 3)] if r > 4 else []
-        layers += [("conv1", ch[r], 3), ("torgb", ch[r], 1)]
+        layers += [("conv1", ch[r], 3)]
+        if cfg.architecture == "skip" or r == cfg.img_resolution:  # 'orig' / 'resnet': last block only
+            layers += [("torgb", ch[r], 1)]
+        if cfg.architecture == "resnet" and r > 4:
+            shapes[f"synthesis.b{r}.skip.weight"] = (ch[r], ch[r // 2], 1, 1)
         for layer, cin, k in layers:
             p = f"synthesis.b{r}.{layer}."
             cout = cfg.img_channels if layer == "torgb" else ch[r]

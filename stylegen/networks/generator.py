@@ -1,4 +1,4 @@
-"""Generator = mapping network + synthesis network (StyleGAN2, skip architecture)."""
+"""Generator = mapping network + synthesis network (StyleGAN2: skip, orig or resnet architecture)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,7 @@ import numpy as np
 import torch
 
 from stylegen.networks.mapping import MappingNetwork
-from stylegen.networks.synthesis import SynthesisNetwork
-
-ARCHITECTURES = ("skip",)
+from stylegen.networks.synthesis import ARCHITECTURES, SynthesisNetwork
 
 
 @dataclass(frozen=True)
@@ -30,7 +28,7 @@ class GeneratorConfig:
     channel_base: int = 32768  # feature maps at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 512  # maximum feature maps
     conv_clamp: float | None = None  # clamp conv outputs to +-conv_clamp (None = off)
-    architecture: str = "skip"  # only the skip generator is implemented
+    architecture: str = "skip"  # 'skip', 'orig' or 'resnet' (stylegen.networks.synthesis)
     resample_filter: tuple = (1, 3, 3, 1)  # 1-D FIR taps of the up-sampling filter
 
     def __post_init__(self):
@@ -49,8 +47,8 @@ class GeneratorConfig:
         if self.channel_base // r < 1:
             raise ValueError(f"GeneratorConfig: channel_base {self.channel_base} gives 0 channels at {r}x{r}")
         if self.architecture not in ARCHITECTURES:
-            only = ", ".join(ARCHITECTURES)
-            raise ValueError(f"GeneratorConfig: architecture {self.architecture!r} is not supported (only {only})")
+            known = ", ".join(ARCHITECTURES)
+            raise ValueError(f"GeneratorConfig: architecture {self.architecture!r} is not supported (one of {known})")
 
     def to_dict(self) -> dict:
         """JSON-able dict (tuples become lists)."""
@@ -93,6 +91,7 @@ class Generator(torch.nn.Module):
             channel_max=config.channel_max,
             conv_clamp=config.conv_clamp,
             resample_filter=config.resample_filter,
+            architecture=config.architecture,
         )
         self.num_ws = self.synthesis.num_ws
         self.mapping = MappingNetwork(

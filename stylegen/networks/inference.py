@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from stylegen.networks.layers import FullyConnectedLayer, fold_up2_weight, modconv_frozen
+from stylegen.networks.synthesis import RESNET_GAIN, skip_up2
 from stylegen.ops import upsample2d
 
 FOLD_UP2 = ("auto", "always", "never")
@@ -52,11 +53,13 @@ class FrozenAffine(torch.nn.Module):
 class FrozenSynthesisLayer(torch.nn.Module):
     """SynthesisLayer for inference: modulated conv, noise, bias, lrelu and clamp in one epilogue."""
 
-    def __init__(self, layer: torch.nn.Module, fold_up2: str = "auto"):
+    def __init__(self, layer: torch.nn.Module, fold_up2: str = "auto", gain: float = 1):
         super().__init__()
-        self.resolution, self.up, self.conv_clamp = layer.resolution, layer.up, layer.conv_clamp
+        # gain: the caller's extra activation gain (resnet conv1: sqrt(1/2)), which scales the clamp too.
+        clamp = layer.conv_clamp * gain if layer.conv_clamp is not None else None
+        self.resolution, self.up, self.conv_clamp = layer.resolution, layer.up, clamp
         self.fold_up2 = fold_up2 if layer.up == 2 and layer.resample_filter.shape == (4, 4) else "never"
-        g = layer.act_gain
+        g = layer.act_gain * gain
         w = layer.weight.detach().clone()  # [O, I, 3, 3]
         b = layer.bias.detach()[:, None, None]
         strength = layer.noise_strength.detach()
@@ -115,30 +118,51 @@ class FrozenToRGB(torch.nn.Module):
         return y.clamp_(-self.conv_clamp, self.conv_clamp) if self.conv_clamp is not None else y
 
 
+class FrozenSkip(torch.nn.Module):
+    """The resnet shortcut (SkipLayer) for inference: its gains folded into the 1x1 weight."""
+
+    def __init__(self, layer: torch.nn.Module, gain: float):
+        super().__init__()
+        self.register_buffer("weight", layer.weight.detach() * (layer.weight_gain * gain))  # [O, I, 1, 1]
+        self.register_buffer("resample_filter", layer.resample_filter.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return skip_up2(x, self.weight, self.resample_filter)
+
+
 class FrozenSynthesisBlock(torch.nn.Module):
-    """One resolution: [conv0 (up 2)], conv1, torgb; the image so far is up-sampled and added."""
+    """One resolution: [conv0 (up 2)], conv1, [torgb] (+ the resnet shortcut); the image so far is
+    up-sampled and added to this block's torgb."""
 
     def __init__(self, block: torch.nn.Module, fold_up2: str = "auto"):
         super().__init__()
         self.in_channels, self.resolution = block.in_channels, block.resolution
         self.num_conv, self.num_torgb = block.num_conv, block.num_torgb
+        self.resnet = hasattr(block, "skip")
+        gain = RESNET_GAIN if self.resnet else 1
         self.register_buffer("resample_filter", block.resample_filter.detach().clone())
         if block.in_channels == 0:
             self.register_buffer("const", block.const.detach().clone())
         else:
             self.conv0 = FrozenSynthesisLayer(block.conv0, fold_up2)
-        self.conv1 = FrozenSynthesisLayer(block.conv1, fold_up2)
-        self.torgb = FrozenToRGB(block.torgb)
+        self.conv1 = FrozenSynthesisLayer(block.conv1, fold_up2, gain=gain)
+        self.torgb = FrozenToRGB(block.torgb) if block.num_torgb else None
+        self.skip = FrozenSkip(block.skip, gain) if self.resnet else None
 
     def forward(self, x, img, ws, noise_mode="const"):
         """ws [N, num_conv + num_torgb, w_dim]; returns (features, image so far)."""
         if self.in_channels == 0:
             x = self.conv1(self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1), ws[:, 0], noise_mode)
         else:
-            x = self.conv0(x, ws[:, 0], noise_mode)
-            x = self.conv1(x, ws[:, 1], noise_mode)
+            y = self.skip(x) if self.skip is not None else None
+            x = self.conv1(self.conv0(x, ws[:, 0], noise_mode), ws[:, 1], noise_mode)
+            x = y.add_(x) if y is not None else x
+        if img is not None:
+            img = upsample2d(img, self.resample_filter)
+        if self.torgb is None:
+            return x, img
         y = self.torgb(x, ws[:, self.num_conv])
-        return x, (upsample2d(img, self.resample_filter).add_(y) if img is not None else y)
+        return x, (img.add_(y) if img is not None else y)
 
 
 class FrozenSynthesis(torch.nn.Module):
