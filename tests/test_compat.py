@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import collections
 import pickle
-import subprocess
 import sys
 import types
 
 import numpy as np
 import pytest
 import torch
+from payloads import payloads
 
 import stylegen
 from stylegen import NetworkLoadError, load_network, seed_to_z, to_uint8
@@ -90,27 +90,10 @@ def test_truncated_nvidia_pickle(compat_dir, tmp_path):
 # Security: nothing from the file runs.
 
 
-class _Payload:
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __reduce__(self):
-        return self.fn, self.args
-
-
-def _payloads(marker):
-    return {
-        "os.system": _Payload(__import__("os").system, f"touch {marker}"),
-        "builtins.eval": _Payload(eval, f"open({str(marker)!r}, 'w')"),
-        "subprocess.Popen": _Payload(subprocess.Popen, ["touch", str(marker)]),
-        "builtins.exec": _Payload(exec, f"open({str(marker)!r}, 'w')"),
-    }
-
-
 @pytest.mark.parametrize("name", ["os.system", "builtins.eval", "subprocess.Popen", "builtins.exec"])
 def test_malicious_global_is_refused(tmp_path, name):
     marker = tmp_path / "pwned"
-    payload = _payloads(marker)[name]
+    payload = payloads(marker)[name]
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"G_ema": payload, "G": None}))
     glob = f"{payload.fn.__module__}.{payload.fn.__qualname__}"  # os.system pickles as posix.system

@@ -8,11 +8,13 @@ input; the input's sha256 computed here with hashlib.
 from __future__ import annotations
 
 import hashlib
+import os
 
 import numpy as np
 import pytest
 import torch
 from cli_helpers import _ref_ops, ok, run, tiny, usage_error  # noqa: F401  (_ref_ops: autouse, STYLEGEN_OPS=ref)
+from payloads import Payload
 
 import stylegen
 from stylegen.formats import network_file
@@ -306,25 +308,15 @@ def test_to_rosinality_leaves_out_a_discriminator_it_cannot_hold(tmp_path):
     assert "d" not in _plain_load(out)
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = marker
-
-    def __reduce__(self):
-        import os
-
-        return os.system, (f"touch {self.marker}",)
-
-
 @pytest.mark.parametrize("container", ["pickle", "torch zip"])
 def test_convert_and_info_refuse_code_in_the_file(tmp_path, container):
     import pickle
 
     marker, bad, out = tmp_path / "ran", tmp_path / "evil.pkl", tmp_path / "out.pkl"
     if container == "pickle":
-        bad.write_bytes(pickle.dumps({"G_ema": _Payload(marker)}, protocol=4))
+        bad.write_bytes(pickle.dumps({"G_ema": Payload(os.system, f"touch {marker}")}, protocol=4))
     else:
-        torch.save({"format": "stylegen", "version": 1, "G_ema": _Payload(marker)}, bad)
+        torch.save({"format": "stylegen", "version": 1, "G_ema": Payload(os.system, f"touch {marker}")}, bad)
     usage_error("convert", bad, out, match="evil.pkl")
     usage_error("info", bad, match="evil.pkl")
     assert not marker.exists() and not out.exists()

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import torch
 from cli_helpers import usage_error
+from payloads import Payload
 
 import stylegen
 from stylegen import NetworkLoadError, load_network
@@ -233,19 +234,11 @@ def test_the_build_payload_tampers_under_the_standard_unpickler():
         victim.__defaults__ = (1,)
 
 
-class _Payload:
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __reduce__(self):
-        return self.fn, self.args
-
-
 @pytest.mark.parametrize("zipped", [True, False], ids=["zip", "legacy"])
 @pytest.mark.parametrize("fn", [os.system, open], ids=["os.system", "open"])
 def test_torch_file_with_malicious_global_does_not_run(tmp_path, compat_dir, pristine, zipped, fn):
     marker = tmp_path / "pwned"
-    payload = _Payload(os.system, f"touch {marker}") if fn is os.system else _Payload(open, str(marker), "w")
+    payload = Payload(os.system, f"touch {marker}") if fn is os.system else Payload(open, str(marker), "w")
     path = tmp_path / "evil.pkl"
     data = {"format": "stylegen", "version": 1, "G_ema": {"config": payload, "state": collections.OrderedDict()}}
     torch.save(data, path, _use_new_zipfile_serialization=zipped)

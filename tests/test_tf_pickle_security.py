@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import pickle
 import struct
-import subprocess
 
 import numpy as np
 import pytest
 import torch
 from cli_helpers import usage_error
+from payloads import payloads
 from tf_helpers import read_raw, set_variable, write_tf
 
 from stylegen import NetworkLoadError, load_network
@@ -24,23 +24,6 @@ from stylegen import NetworkLoadError, load_network
 @pytest.fixture(scope="module")
 def tf_path(compat_dir):
     return compat_dir / "tf_small.pkl"
-
-
-class _Payload:
-    def __init__(self, fn, *args):
-        self.fn, self.args = fn, args
-
-    def __reduce__(self):
-        return self.fn, self.args
-
-
-def _payloads(marker):
-    return {
-        "os.system": _Payload(__import__("os").system, f"touch {marker}"),
-        "builtins.eval": _Payload(eval, f"open({str(marker)!r}, 'w')"),
-        "builtins.exec": _Payload(exec, f"open({str(marker)!r}, 'w')"),
-        "subprocess.Popen": _Payload(subprocess.Popen, ["touch", str(marker)]),
-    }
 
 
 def _refused(path, match: str, which: str = "G_ema") -> str:
@@ -55,7 +38,7 @@ def _refused(path, match: str, which: str = "G_ema") -> str:
 @pytest.mark.parametrize("where", ["variable", "static_kwargs", "build_module_src"])
 def test_reduce_of_a_foreign_global_is_refused(tmp_path, tf_path, name, where):
     marker = tmp_path / "pwned"
-    payload = _payloads(marker)[name]
+    payload = payloads(marker)[name]
     G, D, Gs = read_raw(tf_path)
     if where == "variable":
         set_variable(Gs, "synthesis/4x4/Conv/noise_strength", payload)

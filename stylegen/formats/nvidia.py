@@ -20,6 +20,7 @@ from stylegen.formats.nvidia_pickle import (  # noqa: F401  (re-exported: the re
     RestrictedUnpickler,
     read_records,
 )
+from stylegen.formats.state_check import shape_mismatches
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import ARCHITECTURES, Generator, GeneratorConfig
 
@@ -128,17 +129,9 @@ def _state_of(rec: Record, class_name: str) -> dict:
 
 def _load_strict(net: torch.nn.Module, state: dict) -> None:
     """Load state into net; ValueError listing the first mismatched names/shapes."""
-    ours = net.state_dict()
-    problems = [f"missing {k}" for k in ours if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in ours]
-    problems += [
-        f"{k} has shape {tuple(t.shape)}, expected {tuple(ours[k].shape)}"
-        for k, t in state.items()
-        if k in ours and t.shape != ours[k].shape
-    ]
+    problems = shape_mismatches(state, {k: tuple(v.shape) for k, v in net.state_dict().items()})
     if problems:
-        more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
-        raise ValueError(f"weights do not match the architecture: {', '.join(problems[:4])}{more}")
+        raise ValueError(f"weights do not match the architecture: {problems}")
     net.load_state_dict(state)
 
 

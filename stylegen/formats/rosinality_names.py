@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from stylegen.formats.state_check import shape_mismatches
 from stylegen.ops import setup_filter
 
 # rosinality's channel table: 512 up to 32x32, then these times channel_multiplier.
@@ -121,17 +122,9 @@ def _check_contiguous(ids: list[int], first: int, what: str) -> int:
 
 def check_shapes(state: dict, pairs: list[Pair], what: str) -> None:
     """ValueError naming the first missing, unexpected or misshapen tensors of a state dict."""
-    expected = {ros: shape for ros, _, _, shape in pairs}
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
-        f"{k} has shape {tuple(t.shape)}, expected {expected[k]}"
-        for k, t in state.items()
-        if k in expected and tuple(t.shape) != expected[k]
-    ]
+    problems = shape_mismatches(state, {ros: shape for ros, _, _, shape in pairs})
     if problems:
-        more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
-        raise ValueError(f"{what} does not have rosinality's StyleGAN2 layout: {', '.join(problems[:4])}{more}")
+        raise ValueError(f"{what} does not have rosinality's StyleGAN2 layout: {problems}")
 
 
 def to_ours(state: dict, pairs: list[Pair]) -> dict[str, torch.Tensor]:

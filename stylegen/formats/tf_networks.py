@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from stylegen.formats.guarded_unpickler import Refused
+from stylegen.formats.state_check import shape_mismatches
 from stylegen.formats.tf_kwargs import discriminator_config, generator_config
 from stylegen.formats.tf_pickle import TFFormatError, TFNetwork, read_tf_pickle
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
@@ -319,16 +320,9 @@ def _conv(k: np.ndarray) -> np.ndarray:
 def _check_shapes(state: dict, expected: dict, what: str) -> None:
     """ValueError naming the first mismatches: checked before the network is built, so the build
     arguments can never make us allocate more than the file holds."""
-    problems = [f"missing {k} {list(s)}" for k, s in expected.items() if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
-        f"{k} has shape {list(t.shape)}, the build arguments need {list(expected[k])}"
-        for k, t in state.items()
-        if k in expected and tuple(t.shape) != expected[k]
-    ]
+    problems = shape_mismatches(state, expected, need="the build arguments need")
     if problems:
-        more = f" (+{len(problems) - 4} more)" if len(problems) > 4 else ""
-        raise ValueError(f"{what} weights do not match static_kwargs: {', '.join(problems[:4])}{more}")
+        raise ValueError(f"{what} weights do not match static_kwargs: {problems}")
 
 
 def _load(net: torch.nn.Module, state: dict) -> None:
