@@ -6,6 +6,7 @@ functions, so one autograd Function in `stylegen.ops` serves both:
     upfirdn2d(x, f, upx, upy, downx, downy, padx0, padx1, pady0, pady1, flip, gain) -> Tensor
     upfirdn2d_out_size(in_size, up, down, pad0, pad1, taps) -> int
     bias_act(x, b, xref, yref, dy, grad, dim, act, alpha, gain, clamp) -> Tensor
+    filtered_lrelu(x, fu, fd, b, up, down, padx0, padx1, pady0, pady1, gain, slope, clamp, flip) -> Tensor
 
 Nothing is compiled at import. `load_plugin('cpu' | 'cuda')` builds on first use with
 `torch.utils.cpp_extension.load` (ninja), in `TORCH_EXTENSIONS_DIR` (torch's default cache when

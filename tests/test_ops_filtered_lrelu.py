@@ -3,8 +3,9 @@
 Oracles, strongest first: literal numbers worked out by hand below; the output-size formula of
 ../shared/compat/FORMAT.md ("The filtered_lrelu contract"), written out here; and
 filtered_lrelu_small.npz, outputs and gradients of NVIDIA's own reference op (stylegen3's
-`_filtered_lrelu_ref`) for 6 calls, with the exact arguments in its `meta` JSON.
-Only the reference implementation exists so far ('auto' runs it too).
+`_filtered_lrelu_ref`) for 6 calls, with the exact arguments in its `meta` JSON. Then the compiled
+plugins against those oracles: the CPU plugin against the reference over a parameter grid and on
+NVIDIA's calls, the CUDA plugin against the CPU one (GPU machines only).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pytest
 import torch
 
 from stylegen.ops import filtered_lrelu
+from stylegen.ops._dispatch import OpsWarning
 from stylegen.ops.filtered_lrelu import out_size
 
 import ops_helpers
@@ -26,6 +28,8 @@ from ops_helpers import assert_close
 from tolerances import GRADCHECK
 
 one_thread = ops_helpers.one_thread
+cpu_plugin = ops_helpers.cpu_plugin
+fake_build = ops_helpers.fake_build
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 F32, F64 = torch.float32, torch.float64
@@ -205,9 +209,11 @@ def assert_rel(actual: torch.Tensor, expected: np.ndarray, what: str) -> None:
     assert scale > 0 and err <= NVIDIA_REL * scale, f"{what}: max error {err:.3g} vs largest magnitude {scale:.3g}"
 
 
-@IMPLS
+@pytest.mark.parametrize("impl", ["ref", "auto", "cpu"])
 @pytest.mark.parametrize("key", [f"c{i:02d}" for i in range(6)])
-def test_nvidia_reference_call(nvidia, key, impl):
+def test_nvidia_reference_call(nvidia, key, impl, request):
+    if impl == "cpu":
+        request.getfixturevalue("cpu_plugin")
     configs, d = nvidia
     c = configs[key]
 
@@ -309,24 +315,42 @@ def test_float32_channels_last_and_empty_batch():
 # impl and bad arguments
 
 
-@pytest.mark.parametrize("impl", ["cpu", "cuda"])
-def test_compiled_impls_are_not_available_yet(impl):
-    with pytest.raises(RuntimeError, match=f"impl='{impl}'.*not available yet"):
-        filtered_lrelu(img([[1.0]]), impl=impl)
-
-
-def test_auto_runs_the_reference_silently_whatever_stylegen_ops_says(monkeypatch):
-    x = randn([1, 2, 3, 3], seed=8)
-    want = filtered_lrelu(x, torch.tensor([1.0, 2.0]), up=2, impl="ref")
-    for env in ["auto", "ref", "cpu", "cuda", ""]:
+def test_auto_runs_the_cpu_plugin_and_stylegen_ops_stands_for_it(cpu_plugin, monkeypatch):
+    x, fu = randn([1, 2, 3, 3], seed=8), torch.tensor([1.0, 2.0])
+    want_cpu = filtered_lrelu(x, fu, up=2, impl="cpu")
+    want_ref = filtered_lrelu(x, fu, up=2, impl="ref")
+    for env, want in [("auto", want_cpu), ("", want_cpu), ("cpu", want_cpu), ("ref", want_ref)]:
         monkeypatch.setenv("STYLEGEN_OPS", env)
         with warnings.catch_warnings():
             warnings.simplefilter("error")
-            got = filtered_lrelu(x, torch.tensor([1.0, 2.0]), up=2)
+            got = filtered_lrelu(x, fu, up=2)
         assert torch.equal(got, want), env
+    monkeypatch.setenv("STYLEGEN_OPS", "cuda")
+    with pytest.raises(ValueError, match="impl='cuda' cannot run a tensor on device 'cpu'"):
+        filtered_lrelu(x)
     monkeypatch.setenv("STYLEGEN_OPS", "fast")
     with pytest.raises(ValueError, match="STYLEGEN_OPS='fast'"):
         filtered_lrelu(x)
+
+
+def test_auto_falls_back_to_the_reference_once_warned_when_the_plugin_cannot_build(fake_build):
+    x, fu = randn([1, 2, 3, 3], seed=8), torch.tensor([1.0, 2.0])
+    want = filtered_lrelu(x, fu, up=2, impl="ref")
+    with pytest.warns(OpsWarning, match="cpu plugin unavailable.*no compiler"):
+        got = filtered_lrelu(x, fu, up=2)
+    assert torch.equal(got, want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(filtered_lrelu(x, fu, up=2), want)  # warned once only
+    with pytest.raises(RuntimeError, match="impl='cpu' requested but the plugin is unavailable: no compiler"):
+        filtered_lrelu(x, fu, up=2, impl="cpu")
+
+
+def test_explicit_impls_refuse_what_they_cannot_run():
+    with pytest.raises(TypeError, match="impl='cpu' does not support dtype torch.float16"):
+        filtered_lrelu(img([[1.0]], torch.float16), impl="cpu")
+    with pytest.raises(ValueError, match="impl='cuda' cannot run a tensor on device 'cpu'"):
+        filtered_lrelu(img([[1.0]]), impl="cuda")
 
 
 X = torch.zeros([1, 2, 4, 4], dtype=F64)

@@ -12,6 +12,8 @@
 
 #include "bias_act_core.h"
 #include "driver_common.h"
+#include "filtered_lrelu_core.h"
+#include "filtered_lrelu_driver.h"
 #include "upfirdn2d_core.h"
 
 namespace {
@@ -316,10 +318,155 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
     return call.y;
 }
 
+// ------------------------------------------------------------------------------------------------
+// filtered_lrelu
+
+// Scratch buffers of one thread's tasks.
+template <typename S>
+struct FlreluScratch {
+    std::vector<S> xb, h, z, v, acc, acc2;
+};
+
+// The x-pass of a separable fu over one biased input row xb (x + b, as flrelu_dot adds it): one
+// upfirdn2d_axpy per column run and tap, so each h[zx] gets flrelu_dot's products in its order.
+template <typename S>
+void flrelu_up_row_runs(const S* xb, const std::vector<ColumnRun>& runs, const S* fu, int taps, bool flip, int up,
+                        S* acc, S* h) {
+    for (const ColumnRun& run : runs) {
+        S* a = acc + run.acc;
+        std::fill(a, a + run.count, (S)0);
+        for (int k = 0; k < run.n; k++)
+            sg::upfirdn2d_axpy(a, run.count, (S)fu[sg::flrelu_tap(run.t0 + k * up, taps, flip)], xb + run.i0 + k,
+                               run.istep);
+        for (int64_t m = 0; m < run.count; m++) h[run.ox0 + m * run.oxstep] = a[m];
+    }
+}
+
+// The activated z rows [zy0, zy0 + nz) of one plane into w.z (nz x zw). A separable fu is applied
+// as two passes, along x into w.h (every input row the band reads), then along y, row by row.
+template <typename S>
+void flrelu_z_band(const sg::FilteredLreluParams& p, const S* plane, S bias, int64_t zy0, int64_t nz,
+                   const std::vector<sg::AxisTaps>& zrows, const std::vector<sg::AxisTaps>& zcols,
+                   const std::vector<ColumnRun>& runs, FlreluScratch<S>& w) {
+    const S* fu = static_cast<const S*>(p.fu);
+    const S gain = (S)p.gain, slope = (S)p.slope, clamp = (S)p.clamp;
+    S* z = w.z.data();
+    if (!p.fu_sep) {
+        for (int64_t r = 0; r < nz; r++)
+            for (int64_t zx = 0; zx < p.zw; zx++) {
+                S v = sg::flrelu_up<S>(plane, p.xsh, p.xsw, bias, fu, p.fuh, p.fuw, false, p.flip, zrows[zy0 + r],
+                                       zcols[zx], p.up);
+                z[r * p.zw + zx] = sg::flrelu_act(v, gain, slope, clamp);
+            }
+        return;
+    }
+    std::pair<int64_t, int64_t> span = tap_span(zrows, zy0, zy0 + nz);  // clipped taps: input rows only
+    int64_t iy0 = span.first, ni = span.second - span.first + 1;
+    w.h.resize(std::max<int64_t>(ni, 0) * p.zw);
+    w.xb.resize(p.inw);
+    w.acc.resize(p.zw);
+    for (int64_t i = 0; i < ni; i++) {
+        const S* src = plane + (iy0 + i) * p.xsh;
+        for (int64_t ix = 0; ix < p.inw; ix++) w.xb[ix] = src[ix * p.xsw] + bias;
+        flrelu_up_row_runs(w.xb.data(), runs, fu, p.fuw, p.flip, p.up, w.acc.data(), w.h.data() + i * p.zw);
+    }
+    S* acc = w.acc.data();
+    for (int64_t r = 0; r < nz; r++) {
+        sg::AxisTaps ty = zrows[zy0 + r];
+        std::fill(acc, acc + p.zw, (S)0);
+        for (int a = 0; a < ty.n; a++)  // flrelu_up_rows' sum, a row at a time
+            sg::upfirdn2d_axpy(acc, p.zw, (S)fu[sg::flrelu_tap(ty.t0 + a * p.up, p.fuh, p.flip)],
+                               w.h.data() + (ty.i0 - iy0 + a) * p.zw, 1);
+        for (int64_t zx = 0; zx < p.zw; zx++)
+            z[r * p.zw + zx] = sg::flrelu_act(sg::flrelu_up_gain(acc[zx], p.up), gain, slope, clamp);
+    }
+}
+
+// out[ox] = flrelu_dot of z row zrow with filter row frow at output ox, for every ox (one axpy per tap).
+template <typename S>
+void flrelu_down_row(const sg::FilteredLreluParams& p, const S* zrow, const S* frow, S* out) {
+    std::fill(out, out + p.outw, (S)0);
+    for (int k = 0; k < p.fdw; k++)
+        sg::upfirdn2d_axpy(out, p.outw, (S)frow[sg::flrelu_tap(k, p.fdw, p.flip)], zrow + k, p.down);
+}
+
+// Output rows [oy0, oy1) of one plane from its z band (rows zy0 = oy0 * down onwards). A
+// separable fd filters each z row along x once (into w.v), then combines rows per output row;
+// flrelu_add_row's "acc + h" of a 2-D fd is the axpy with weight 1 (1 * h == h exactly).
+template <typename S>
+void flrelu_down_band(const sg::FilteredLreluParams& p, int64_t nz, int64_t oy0, int64_t oy1, FlreluScratch<S>& w,
+                      S* yplane) {
+    const S* fd = static_cast<const S*>(p.fd);
+    const S* z = w.z.data();
+    int64_t zy0 = oy0 * p.down;
+    w.acc.resize(std::max(p.zw, p.outw));
+    w.acc2.resize(p.outw);
+    if (p.fd_sep) {
+        w.v.resize(nz * p.outw);
+        for (int64_t r = 0; r < nz; r++) flrelu_down_row(p, z + r * p.zw, fd, w.v.data() + r * p.outw);
+    }
+    S* acc = w.acc.data();
+    for (int64_t oy = oy0; oy < oy1; oy++) {
+        std::fill(acc, acc + p.outw, (S)0);
+        for (int a = 0; a < p.fdh; a++) {
+            int64_t r = oy * p.down + a - zy0;
+            if (p.fd_sep) {
+                sg::upfirdn2d_axpy(acc, p.outw, (S)fd[sg::flrelu_tap(a, p.fdh, p.flip)], w.v.data() + r * p.outw, 1);
+            } else {
+                flrelu_down_row(p, z + r * p.zw, sg::flrelu_row(fd, a, p.fdh, p.fdw, false, p.flip), w.acc2.data());
+                sg::upfirdn2d_axpy(acc, p.outw, (S)1, w.acc2.data(), 1);
+            }
+        }
+        S* yrow = yplane + oy * p.ysh;
+        for (int64_t ox = 0; ox < p.outw; ox++) yrow[ox * p.ysw] = acc[ox];
+    }
+}
+
+// One task = a band of output rows of one (n, c) plane: its z rows are computed once into a
+// buffer (never the whole intermediate image, never the zero-inserted one).
+template <typename S>
+void filtered_lrelu_loop(const sg::FilteredLreluParams& p) {
+    const S* x = static_cast<const S*>(p.x);
+    const S* b = static_cast<const S*>(p.b);
+    S* y = static_cast<S*>(p.y);
+    std::vector<sg::AxisTaps> zrows(p.zh), zcols(p.zw);
+    for (int64_t i = 0; i < p.zh; i++) zrows[i] = sg::upfirdn2d_axis_taps(i, p.up, 1, p.pady0, p.inh, p.fuh);
+    for (int64_t i = 0; i < p.zw; i++) zcols[i] = sg::upfirdn2d_axis_taps(i, p.up, 1, p.padx0, p.inw, p.fuw);
+    int64_t band = std::min<int64_t>(p.outh, std::max<int64_t>(16, 16384 / p.outw));
+    int64_t bands = (p.outh + band - 1) / band;
+    std::vector<ColumnRun> runs = column_runs(zcols, p.up, 1);
+    at::parallel_for(0, p.n * p.c * bands, 1, [&](int64_t begin, int64_t end) {
+        FlreluScratch<S> w;
+        for (int64_t task = begin; task < end; task++) {
+            int64_t oy0 = (task % bands) * band, oy1 = std::min(p.outh, oy0 + band), nc = task / bands;
+            int64_t c = nc % p.c, n = nc / p.c;
+            int64_t zy0 = oy0 * p.down, nz = (oy1 - 1) * p.down + p.fdh - zy0;
+            w.z.resize(nz * p.zw);
+            flrelu_z_band<S>(p, x + n * p.xsn + c * p.xsc, b ? b[c] : (S)0, zy0, nz, zrows, zcols, runs, w);
+            flrelu_down_band<S>(p, nz, oy0, oy1, w, y + n * p.ysn + c * p.ysc);
+        }
+    });
+}
+
+torch::Tensor filtered_lrelu(torch::Tensor x, torch::Tensor fu, torch::Tensor fd, torch::Tensor b, int64_t up,
+                             int64_t down, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, double gain,
+                             double slope, double clamp, bool flip) {
+    TORCH_CHECK(x.device().is_cpu(), "filtered_lrelu (cpu plugin): x must be a CPU tensor, got ", x.device());
+    sg::check_filtered_lrelu_x(x);
+    TORCH_CHECK(x.scalar_type() == torch::kFloat || x.scalar_type() == torch::kDouble,
+                "filtered_lrelu (cpu plugin): x must be float32 or float64, got ", x.scalar_type());
+    sg::FilteredLreluCall call =
+        sg::filtered_lrelu_prepare(x, fu, fd, b, up, down, padx0, padx1, pady0, pady1, gain, slope, clamp, flip);
+    if (call.y.numel() == 0) return call.y;
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "filtered_lrelu_cpu", [&] { filtered_lrelu_loop<scalar_t>(call.p); });
+    return call.y;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample (NCHW)");
     m.def("upfirdn2d_out_size", &sg::upfirdn2d_out_size_checked, "output length of upfirdn2d along one axis");
     m.def("bias_act", &bias_act, "bias + activation + gain + clamp, or its derivatives");
+    m.def("filtered_lrelu", &filtered_lrelu, "bias, upsample, FIR, lrelu * gain, clamp, FIR, downsample (fused)");
 }

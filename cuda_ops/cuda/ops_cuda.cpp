@@ -10,11 +10,14 @@
 
 #include "bias_act_core.h"
 #include "driver_common.h"
+#include "filtered_lrelu_core.h"
+#include "filtered_lrelu_driver.h"
 #include "upfirdn2d_core.h"
 
 // Defined in ops_cuda.cu. dtype: 0 float32, 1 float64, 2 float16. Return a cudaError_t.
 int sg_upfirdn2d_cuda(const sg::Upfirdn2dParams& p, int dtype, bool channels_last, void* stream);
 int sg_bias_act_cuda(const sg::BiasActParams& p, int dtype, void* stream);
+int sg_filtered_lrelu_cuda(const sg::FilteredLreluParams& p, int dtype, bool channels_last, void* stream);
 const char* sg_cuda_error_string(int err);
 
 namespace {
@@ -62,10 +65,27 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
     return call.y;
 }
 
+torch::Tensor filtered_lrelu(torch::Tensor x, torch::Tensor fu, torch::Tensor fd, torch::Tensor b, int64_t up,
+                             int64_t down, int64_t padx0, int64_t padx1, int64_t pady0, int64_t pady1, double gain,
+                             double slope, double clamp, bool flip) {
+    TORCH_CHECK(x.is_cuda(), "filtered_lrelu (cuda plugin): x must be a CUDA tensor, got ", x.device());
+    sg::check_filtered_lrelu_x(x);
+    int dtype = dtype_code(x, "filtered_lrelu");
+    const c10::cuda::OptionalCUDAGuard guard(x.device());
+    sg::FilteredLreluCall call =
+        sg::filtered_lrelu_prepare(x, fu, fd, b, up, down, padx0, padx1, pady0, pady1, gain, slope, clamp, flip);
+    if (call.y.numel() == 0) return call.y;
+    bool channels_last = call.format == at::MemoryFormat::ChannelsLast;
+    check_launch(sg_filtered_lrelu_cuda(call.p, dtype, channels_last, c10::cuda::getCurrentCUDAStream().stream()),
+                 "filtered_lrelu");
+    return call.y;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample (NCHW)");
     m.def("upfirdn2d_out_size", &sg::upfirdn2d_out_size_checked, "output length of upfirdn2d along one axis");
     m.def("bias_act", &bias_act, "bias + activation + gain + clamp, or its derivatives");
+    m.def("filtered_lrelu", &filtered_lrelu, "bias, upsample, FIR, lrelu * gain, clamp, FIR, downsample (fused)");
 }

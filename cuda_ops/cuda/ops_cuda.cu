@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include "bias_act_core.h"
+#include "filtered_lrelu_core.h"
 #include "upfirdn2d_core.h"
 
 namespace {
@@ -73,6 +74,33 @@ __global__ void bias_act_kernel(sg::BiasActParams p) {
     }
 }
 
+// One thread per output pixel (grid-stride), each recomputing the z window it reads through the
+// core's flrelu_pixel: the same sums, in the same order, as the CPU plugin's buffered passes.
+template <typename T, typename FT>
+__global__ void filtered_lrelu_kernel(sg::FilteredLreluParams p, bool channels_last) {
+    using A = typename Acc<T>::type;
+    const T* x = static_cast<const T*>(p.x);
+    const T* b = static_cast<const T*>(p.b);
+    T* y = static_cast<T*>(p.y);
+    int64_t total = p.n * p.c * p.outh * p.outw;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)blockDim.x * gridDim.x) {
+        int64_t n, c, oy, ox, r = i;
+        if (channels_last) {
+            c = r % p.c; r /= p.c;
+            ox = r % p.outw; r /= p.outw;
+            oy = r % p.outh; n = r / p.outh;
+        } else {
+            ox = r % p.outw; r /= p.outw;
+            oy = r % p.outh; r /= p.outh;
+            c = r % p.c; n = r / p.c;
+        }
+        A bias = b ? (A)b[c] : (A)0;
+        A acc = sg::flrelu_pixel<A, T, FT>(p, x + n * p.xsn + c * p.xsc, bias, oy, ox);
+        y[n * p.ysn + c * p.ysc + oy * p.ysh + ox * p.ysw] = (T)acc;
+    }
+}
+
 }  // namespace
 
 // Launchers called from ops_cuda.cpp. dtype: 0 float32, 1 float64, 2 float16. Return a cudaError_t.
@@ -94,6 +122,17 @@ int sg_bias_act_cuda(const sg::BiasActParams& p, int dtype, void* stream) {
     if (dtype == 0) bias_act_kernel<float><<<blocks, kThreads, 0, s>>>(p);
     if (dtype == 1) bias_act_kernel<double><<<blocks, kThreads, 0, s>>>(p);
     if (dtype == 2) bias_act_kernel<__half><<<blocks, kThreads, 0, s>>>(p);
+    return (int)cudaGetLastError();
+}
+
+int sg_filtered_lrelu_cuda(const sg::FilteredLreluParams& p, int dtype, bool channels_last, void* stream) {
+    int64_t total = p.n * p.c * p.outh * p.outw;
+    if (total == 0) return (int)cudaSuccess;
+    cudaStream_t s = static_cast<cudaStream_t>(stream);
+    int blocks = num_blocks(total);
+    if (dtype == 0) filtered_lrelu_kernel<float, float><<<blocks, kThreads, 0, s>>>(p, channels_last);
+    if (dtype == 1) filtered_lrelu_kernel<double, double><<<blocks, kThreads, 0, s>>>(p, channels_last);
+    if (dtype == 2) filtered_lrelu_kernel<__half, float><<<blocks, kThreads, 0, s>>>(p, channels_last);
     return (int)cudaGetLastError();
 }
 

@@ -4,8 +4,12 @@ The nonlinearity of the StyleGAN3 (alias-free) synthesis layers. Same semantics 
 `torch_utils/ops/filtered_lrelu.py` (stylegan3), so their networks give their pixels; the facts
 are in ../shared/compat/FORMAT.md ("The filtered_lrelu contract") and docs/ops.md.
 
-Only the reference exists so far: `_filtered_lrelu_ref`, made of upfirdn2d and bias_act. The
-compiled CPU and CUDA kernels are not written yet.
+Three paths: `_filtered_lrelu_ref`, made of upfirdn2d and bias_act (executable documentation),
+and the CPU and CUDA plugins' fused kernel (cuda_ops/include/filtered_lrelu_core.h), which never
+forms the zero-inserted image. Their backward (`_FilteredLrelu.backward`) recomputes the forward
+as the reference graph on the same device's upfirdn2d and bias_act plugins and differentiates it:
+correct first-order gradients w.r.t. x and b, at the reference's memory cost (it forms the
+up-sampled image), only while back-propagating.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ from numbers import Integral, Real
 from typing import Union
 
 import torch
+from torch.autograd.function import once_differentiable
 
-from stylegen.ops._dispatch import IMPLS, default_impl
+from stylegen.ops._dispatch import IMPLS, resolve
 from stylegen.ops.bias_act import bias_act
 from stylegen.ops.upfirdn2d import filter_size, upfirdn2d
 
@@ -70,10 +75,12 @@ def filtered_lrelu(
     does not make the output require grad, as in upfirdn2d. (NVIDIA's reference refuses such a
     filter; we detach instead so that one filter tensor behaves alike in upfirdn2d and here.)
 
-    impl: the compiled filtered_lrelu kernels (CPU and CUDA) are not written yet. 'auto' (the
-    default) and 'ref' run the reference, on any device and dtype, whatever $STYLEGEN_OPS says
-    (an unknown value still raises, as for the other ops) and without a warning; an explicit
-    'cpu' or 'cuda' raises RuntimeError saying the compiled op is not available yet.
+    impl: 'ref' runs the reference; 'cpu' the CPU plugin (CPU float32/64 tensors), 'cuda' the CUDA
+    plugin (CUDA float16/32/64 tensors); either raises when it cannot run the call. 'auto' (the
+    default; $STYLEGEN_OPS stands for it when set) picks as stylegen/ops/_dispatch.py describes:
+    the plugin of x's device where it computes x's dtype, else the reference with one OpsWarning
+    (also when the plugin cannot be built). The plugins' gradients are the reference's math (see
+    the module docstring).
     """
     _check_tensors(x, fu, fd, b)
     up = _factor(up, "up")
@@ -85,25 +92,65 @@ def filtered_lrelu(
     if flip_filter not in (False, True):
         raise ValueError(f"filtered_lrelu: flip_filter must be a bool; got {flip_filter!r}")
     _check_out_size(x, fu, fd, up, down, pad)
-    _select_impl(impl)
-    # No gradient w.r.t. the filters (NVIDIA's contract): a compiled backward will give none, so
+    if impl not in IMPLS:
+        raise ValueError(f"filtered_lrelu: impl={impl!r} is not one of {', '.join(IMPLS)}")
+    # No gradient w.r.t. the filters (NVIDIA's contract): the plugins' backward gives none, so
     # the reference must not either, or a learnable filter would train on one impl only.
     fu = None if fu is None else fu.detach()
     fd = None if fd is None else fd.detach()
-    return _filtered_lrelu_ref(x, fu, fd, b, up, down, pad, gain, slope, clamp, bool(flip_filter))
+    needs_grad = torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad))
+    plugin = resolve(impl, x, "filtered_lrelu", needs_grad=needs_grad)
+    args = (up, down, pad, gain, slope, clamp, bool(flip_filter))
+    if plugin is None:
+        return _filtered_lrelu_ref(x, fu, fd, b, *args)
+    return _FilteredLrelu.apply(x, b, fu, fd, plugin, args)
 
 
-def _filtered_lrelu_ref(x, fu, fd, b, up, down, pad, gain, slope, clamp, flip):
+def _filtered_lrelu_ref(x, fu, fd, b, up, down, pad, gain, slope, clamp, flip, ops="ref"):
     """Slow reference: bias_act and upfirdn2d in plain PyTorch (autograd gives the gradients).
 
     Memory-hungry: it materialises the upsampled, filtered tensor (up ** 2 times x's size).
+    ops: the impl of those two ops ('ref'; the plugins' backward passes 'cpu' or 'cuda').
     """
-    x = bias_act(x, b, impl="ref")
+    x = bias_act(x, b, impl=ops)
     # The zero insertion keeps 1 / up ** 2 of the samples: the gain up ** 2 restores the level.
-    x = upfirdn2d(x, fu, up=up, padding=pad, flip_filter=flip, gain=up**2, impl="ref")
+    x = upfirdn2d(x, fu, up=up, padding=pad, flip_filter=flip, gain=up**2, impl=ops)
     # lrelu(x) * gain == lrelu(x * gain) for gain > 0: NVIDIA's docstring lists the gain first.
-    x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp, impl="ref")
-    return upfirdn2d(x, fd, down=down, flip_filter=flip, impl="ref")
+    x = bias_act(x, act="lrelu", alpha=slope, gain=gain, clamp=clamp, impl=ops)
+    return upfirdn2d(x, fd, down=down, flip_filter=flip, impl=ops)
+
+
+class _FilteredLrelu(torch.autograd.Function):
+    """The plugin's fused forward; the backward differentiates the reference graph, rebuilt on the
+    device's upfirdn2d and bias_act plugins (first order: the gradients it returns are constants)."""
+
+    @staticmethod
+    def forward(ctx, x, b, fu, fd, plugin, args):
+        up, down, (x0, x1, y0, y1), gain, slope, clamp, flip = args
+        ctx.save_for_backward(x, b, fu, fd)
+        ctx.args = args
+        ftype = torch.float64 if x.dtype == torch.float64 else torch.float32
+        one = torch.ones([1], dtype=ftype, device=x.device)
+        fuk = one if fu is None else fu.to(ftype).contiguous()
+        fdk = one if fd is None else fd.to(ftype).contiguous()
+        bk = x.new_empty([0]) if b is None else b.contiguous()
+        c = -1.0 if clamp is None or math.isinf(clamp) else clamp  # the kernels' "no clamp"
+        return plugin.filtered_lrelu(x, fuk, fdk, bk, up, down, x0, x1, y0, y1, gain, slope, c, flip)
+
+    @staticmethod
+    @once_differentiable  # a second derivative raises instead of silently coming out wrong
+    def backward(ctx, dy):
+        x, b, fu, fd = ctx.saved_tensors
+        ops = "cuda" if x.is_cuda else "cpu"
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            bg = None if b is None else b.detach().requires_grad_(True)
+            y = _filtered_lrelu_ref(xg, fu, fd, bg, *ctx.args, ops=ops)
+            inputs = [xg] if bg is None else [xg, bg]
+            grads = torch.autograd.grad(y, inputs, dy)
+        dx = grads[0] if ctx.needs_input_grad[0] else None
+        db = grads[1] if bg is not None and ctx.needs_input_grad[1] else None
+        return dx, db, None, None, None, None
 
 
 def out_size(in_size: int, up: int, down: int, pad0: int, pad1: int, fu_taps: int, fd_taps: int) -> int:
@@ -182,17 +229,4 @@ def _check_out_size(x: torch.Tensor, fu, fd, up: int, down: int, pad: Pad4) -> N
         raise ValueError(
             f"filtered_lrelu: output would be {out_h}x{out_w} for input {x.shape[2]}x{x.shape[3]}, "
             f"up={up}, down={down}, padding={list(pad)}, fu {fu_h}x{fu_w}, fd {fd_h}x{fd_w}"
-        )
-
-
-def _select_impl(impl: str) -> None:
-    """Validate impl; every impl that can run today is the reference (see the docstring)."""
-    if impl not in IMPLS:
-        raise ValueError(f"filtered_lrelu: impl={impl!r} is not one of {', '.join(IMPLS)}")
-    if impl == "auto":
-        default_impl()  # an unknown $STYLEGEN_OPS raises here as for the other ops
-    elif impl in ("cpu", "cuda"):
-        raise RuntimeError(
-            f"filtered_lrelu: impl='{impl}' requested but the compiled filtered_lrelu is not available yet "
-            "(only the reference exists); use impl='ref' or 'auto'"
         )
