@@ -122,6 +122,10 @@ def mix(
     G_dst = G_src
     if not os.path.samefile(src_net, dst_net):
         G_dst = stylegen.load_network(dst_net).to(device).eval()
+    for G, net in ((G_src, src_net), (G_dst, dst_net)):
+        if getattr(G.config, "architecture", "").startswith("stylegan3"):  # its levels are rates, not blocks
+            raise common.CLIError(f"{net}: mixing StyleGAN3 networks is not supported yet")
+    if G_dst is not G_src:
         mixing.check_same_architecture(G_src, G_dst)
     try:
         selection = mixing.resolve_split(split, G_src.img_resolution, G_src.num_ws)

@@ -60,6 +60,8 @@ def project(network, target, steps, w_plus, seed, outdir, save_video, distance, 
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
     G = stylegen.load_network(path).to(device).eval()
+    if getattr(G.config, "architecture", "").startswith("stylegan3"):  # no noise maps; a later task
+        raise common.CLIError(f"--network {path}: projection into StyleGAN3 networks is not supported yet")
     if G.c_dim:  # refused here, before the distance network is built and the progress bar shows
         raise common.CLIError(
             f"--network {path}: projection of conditional networks (c_dim={G.c_dim}) is not supported"

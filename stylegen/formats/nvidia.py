@@ -23,6 +23,7 @@ from stylegen.formats.nvidia_pickle import (  # noqa: F401  (re-exported: the re
 from stylegen.formats.state_check import shape_mismatches
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import ARCHITECTURES, Generator, GeneratorConfig
+from stylegen.networks.sg3_generator import Generator3
 
 # ---------------------------------------------------------------------------------------------
 # Rebuilding our Generator from a Generator record.
@@ -135,8 +136,15 @@ def _load_strict(net: torch.nn.Module, state: dict) -> None:
     net.load_state_dict(state)
 
 
-def generator_from_record(rec: Record) -> Generator:
-    """Our Generator with the record's weights (strict: every name and shape must match)."""
+def generator_from_record(rec: Record) -> Generator | Generator3:
+    """Our Generator with the record's weights (strict: every name and shape must match).
+
+    A tree holding a SynthesisInput is a StyleGAN3 generator: `nvidia_sg3` rebuilds it.
+    """
+    from stylegen.formats import nvidia_sg3
+
+    if isinstance(rec, Record) and rec.class_name == "Generator" and nvidia_sg3.has_synthesis_input(rec):
+        return nvidia_sg3.generator3_from_record(rec)
     state = _state_of(rec, "Generator")
     cfg = config_from_record(rec)
     _check_sizes_before_building(cfg, state)

@@ -141,6 +141,10 @@ def network_from_snapshot(data: dict, which: str, path) -> Generator | Discrimin
     try:
         if which == "D":
             net = Discriminator(DiscriminatorConfig.from_dict(entry["config"]))
+        elif "layers" in entry["config"]:  # a StyleGAN3 generator (per-layer specs)
+            from stylegen.networks.sg3_generator import Generator3, Generator3Config
+
+            net = Generator3(Generator3Config.from_dict(entry["config"]))
         else:
             net = Generator(GeneratorConfig.from_dict(entry["config"]))
         net.load_state_dict(entry["state"])

@@ -1,0 +1,237 @@
+"""StyleGAN3 generators from NVIDIA's pickles: their pixels, layer by layer, and through the CLI.
+
+Oracles: the fixtures' reference outputs (`sg3t_small_ref.npz`, `sg3r_small_ref.npz`), made by
+NVIDIA's stylegan3 code on the CPU in float32 (see ../shared/compat/FORMAT.md).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import ok, png, usage_error
+from PIL import Image
+
+import stylegen
+from stylegen import load_network, seed_to_z, to_uint8
+from stylegen.networks.discriminator import Discriminator
+from stylegen.networks.sg3_generator import Generator3, Generator3Config
+
+NETS = ["sg3t_small", "sg3r_small"]
+ATOL = 1e-4  # FORMAT.md: images to 1e-4 max abs, uint8 within one level
+WS_ATOL = 1e-5
+
+
+@pytest.fixture(scope="module", params=NETS)
+def fixture(request, compat_dir):
+    name = request.param
+    with np.load(compat_dir / f"{name}_ref.npz") as d:
+        ref = {k: d[k] for k in d.files}
+    meta = json.loads((compat_dir / f"{name}.json").read_text())
+    return {"name": name, "path": compat_dir / f"{name}.pkl", "ref": ref, "meta": meta}
+
+
+@pytest.fixture(scope="module")
+def loaded(fixture):
+    return load_network(fixture["path"])
+
+
+def _close(got: torch.Tensor, want: np.ndarray, atol: float, what: str) -> None:
+    diff = (got.float() - torch.from_numpy(want).float()).abs().max().item()
+    assert diff <= atol, f"{what}: max abs difference {diff:.3g} > {atol}"
+
+
+def _images(G, z, psi, transform=None):
+    G = G.freeze()
+    if transform is not None:
+        G.synthesis.input.transform.copy_(torch.from_numpy(transform))
+    with torch.inference_mode():
+        ws = G.mapping(z, None, truncation_psi=psi)
+        return ws, G.synthesis(ws, noise_mode="const")
+
+
+def test_loads_as_generator3(fixture, loaded):
+    G, meta = loaded, fixture["meta"]
+    assert isinstance(G, Generator3) and not G.training
+    assert not any(p.requires_grad for p in G.parameters())
+    net = meta["network"]
+    kwargs = meta["G_init_kwargs"]
+    assert (G.z_dim, G.c_dim, G.w_dim) == (kwargs["z_dim"], kwargs["c_dim"], kwargs["w_dim"])
+    assert (G.img_resolution, G.img_channels) == (kwargs["img_resolution"], kwargs["img_channels"])
+    assert G.num_ws == net["num_ws"] == len(net["layer_names"]) + 1
+    assert G.synthesis.layer_names == net["layer_names"]
+    assert G.config.architecture == meta["cfg"]
+    assert "stylegan3" in G.source_format and "without executing code" in G.source_format
+    assert isinstance(G.source_notes, list) and G.source_notes
+    n_params = sum(p.numel() for p in G.parameters())
+    assert n_params == meta["params"]["G"]
+
+
+def test_layer_specs_match_the_fixture_json(fixture, loaded):
+    for spec, want in zip(loaded.config.layers, fixture["meta"]["network"]["layers"]):
+        assert spec.name == want["name"]
+        for key in ("in_channels", "out_channels", "conv_kernel", "up_factor", "down_factor", "up_taps", "down_taps"):
+            assert getattr(spec, key) == want[key], (spec.name, key)
+        assert list(spec.in_size) == want["in_size"] and list(spec.out_size) == want["out_size"]
+        assert list(spec.padding) == want["padding"] and spec.down_radial == want["down_radial"]
+        layer = getattr(loaded.synthesis, spec.name)
+        assert abs(layer.magnitude_ema.item() - want["magnitude_ema"]) <= 1e-7
+        for buf, shape in (("up_filter", want["up_filter_shape"]), ("down_filter", want["down_filter_shape"])):
+            got = getattr(layer, buf)
+            assert (got is None and shape is None) or list(got.shape) == shape, (spec.name, buf)
+
+
+def test_state_dict_names_are_nvidias(fixture, loaded):
+    from stylegen.formats.nvidia import collect_state, read_records
+
+    with open(fixture["path"], "rb") as f:
+        state = collect_state(read_records(f)["G_ema"])
+    ours = loaded.state_dict()
+    assert set(ours) == set(state)
+    assert all(torch.equal(ours[k], state[k]) for k in state)
+
+
+def test_reference_images(fixture, loaded, ops_impl):
+    """Every seed and psi of the npz, identity transform, through STYLEGEN_OPS=ref and =cpu."""
+    ref = fixture["ref"]
+    z = torch.from_numpy(ref["z"])
+    assert torch.equal(torch.cat([seed_to_z(int(s), loaded.z_dim) for s in ref["seeds"]]), z)
+    for p, psi in enumerate(ref["psis"]):
+        assert ref["cutoffs"][p] < 0  # None
+        ws, img = _images(loaded, z, float(psi))
+        _close(ws, ref["ws"][p], WS_ATOL, f"ws, psi {psi}")
+        _close(img, ref["images"][p], ATOL, f"images, psi {psi}")
+        diff = (to_uint8(img).int() - to_uint8(torch.from_numpy(ref["images"][p])).int()).abs().max()
+        assert diff <= 1, f"uint8 images, psi {psi}: {diff} levels"
+
+
+def test_transformed_images(fixture, loaded):
+    """synthesis.input.transform = the npz's inverse transform (translate 0.3, -0.2, rotate 20 degrees)."""
+    ref = fixture["ref"]
+    z = torch.from_numpy(ref["z"])
+    for p, psi in enumerate(ref["psis"]):
+        _, img = _images(loaded, z, float(psi), transform=ref["transform"])
+        _close(img, ref["images_transformed"][p], ATOL, f"transformed images, psi {psi}")
+    assert torch.equal(loaded.synthesis.input.transform, torch.eye(3)), "freeze() must copy, not share"
+
+
+def test_probes_layer_by_layer(fixture, loaded):
+    """The first 4 channels of the input and of every layer, seeds[0], psi 1 (finds the first layer that differs)."""
+    ref = fixture["ref"]
+    syn = loaded.synthesis
+    with torch.inference_mode():
+        ws = loaded.mapping(torch.from_numpy(ref["z"][:1]), None).unbind(dim=1)
+        x = syn.input(ws[0])
+        _close(x[0, :4], ref["probe_input"], ATOL, "probe_input")
+        for name, w in zip(syn.layer_names, ws[1:]):
+            x = getattr(syn, name)(x, w)
+            _close(x[0, :4], ref[f"probe_{name}"], ATOL, f"probe_{name}")
+
+
+def test_generator_call_and_single_images(fixture, loaded):
+    """G(z) equals the batched reference, one image at a time (the style normalisation spans the batch)."""
+    ref = fixture["ref"]
+    with torch.inference_mode():
+        for i in (0, 4):
+            img = loaded(torch.from_numpy(ref["z"][i : i + 1]), truncation_psi=0.7, noise_mode="random")
+            _close(img[0], ref["images"][1][i], ATOL, f"G(z) seed {ref['seeds'][i]}")
+
+
+def test_freeze_is_an_eval_copy(loaded):
+    frozen = loaded.freeze()
+    assert frozen is not loaded and isinstance(frozen, Generator3) and not frozen.training
+    assert not any(p.requires_grad for p in frozen.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(frozen.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_config_round_trips(loaded):
+    cfg = loaded.config
+    assert Generator3Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_our_snapshot_round_trips(loaded, fixture, tmp_path):
+    """save_network / load_network (what `stylegen convert` writes) keep the network and its pixels."""
+    stylegen.save_network(tmp_path / "sg3.pkl", G_ema=loaded)
+    G = load_network(tmp_path / "sg3.pkl")
+    assert isinstance(G, Generator3) and G.config == loaded.config
+    ref = fixture["ref"]
+    with torch.inference_mode():
+        _close(G(torch.from_numpy(ref["z"][:2])), ref["images"][0][:2], ATOL, "images after a round trip")
+
+
+def test_bad_ws_and_noise_mode_are_refused(loaded):
+    with pytest.raises(ValueError, match="ws must be"):
+        loaded.synthesis(torch.zeros([1, loaded.num_ws - 1, loaded.w_dim]))
+    with pytest.raises(ValueError, match="noise_mode"):
+        loaded.synthesis(torch.zeros([1, loaded.num_ws, loaded.w_dim]), noise_mode="bogus")
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_discriminator_still_loads(compat_dir, name):
+    D = load_network(compat_dir / f"{name}.pkl", which="D")
+    assert isinstance(D, Discriminator)
+    meta = json.loads((compat_dir / f"{name}.json").read_text())
+    assert sum(p.numel() for p in D.parameters()) == meta["params"]["D"]
+    R = meta["D_init_kwargs"]["img_resolution"]
+    with torch.no_grad():
+        assert D(torch.zeros([4, 3, R, R]), None).shape == (4, 1)
+
+
+@pytest.mark.parametrize("name", NETS)
+def test_G_loads_too(compat_dir, name):
+    G = load_network(compat_dir / f"{name}.pkl", which="G")
+    assert isinstance(G, Generator3)
+
+
+def test_a_broken_layer_spec_is_one_error_line(compat_dir, tmp_path):
+    """A file whose layer padding does not give the stored sizes: NetworkLoadError, not a crash."""
+    from stylegen.formats import nvidia_sg3
+    from stylegen.formats.nvidia import read_records
+
+    with open(compat_dir / "sg3t_small.pkl", "rb") as f:
+        rec = read_records(f)["G_ema"]
+    layer = rec.state["_modules"]["synthesis"].state["_modules"]["L0_36_64"]
+    layer.state["padding"] = [9, 8, 9, 10]
+    with pytest.raises(ValueError, match="L0_36_64: padding"):
+        nvidia_sg3.generator3_from_record(rec)
+    layer.state["padding"] = [9, 8, 9, 8]
+    layer.state["up_taps"] = 24  # the stored filter has 12: shapes are checked before building
+    layer.state["padding"] = [15, 14, 15, 14]
+    with pytest.raises(ValueError, match="up_filter has shape"):
+        nvidia_sg3.generator3_from_record(rec)
+
+
+def test_cli_sample_pixels(compat_dir, tmp_path):
+    """`stylegen sample --network sg3t_small.pkl --seeds 0-3`: NVIDIA's uint8 within one level."""
+    with np.load(compat_dir / "sg3t_small_ref.npz") as d:
+        seeds, images = list(d["seeds"]), d["images"][0]
+    out = tmp_path / "out"
+    ok("sample", "--network", compat_dir / "sg3t_small.pkl", "--seeds", "0-3", "--outdir", out)
+    want = to_uint8(torch.from_numpy(images)).numpy()
+    for seed in range(4):
+        got = png(out / f"seed{seed:04d}.png").astype(int)
+        diff = np.abs(got - want[seeds.index(seed)].astype(int)).max()
+        assert diff <= 1, f"seed {seed}: {diff} levels"
+
+
+def test_cli_info(compat_dir):
+    result = ok("info", compat_dir / "sg3t_small.pkl")
+    assert "stylegan3-t" in result.output and "num_ws" in result.output
+    assert "params D" in result.output
+
+
+def test_cli_project_refuses_stylegan3(compat_dir, tmp_path):
+    target = tmp_path / "target.png"
+    Image.fromarray(np.full([64, 64, 3], 128, np.uint8)).save(target)
+    args = ["--target", target, "--steps", 1, "--distance", "offline", "--outdir", tmp_path / "proj"]
+    usage_error("project", "--network", compat_dir / "sg3t_small.pkl", *args, match="StyleGAN3")
+
+
+def test_cli_mix_refuses_stylegan3(compat_dir):
+    usage_error("mix", "--coarse", compat_dir / "sg3t_small.pkl", match="mixing StyleGAN3 networks is not supported")
+
+
+def test_load_network_is_exported():
+    assert stylegen.load_network is load_network
