@@ -99,10 +99,10 @@ def main():
     """StyleGAN2-family generators: sample images, mix styles, project images, compute metrics,
     train, inspect and convert networks.
 
-    Networks: stylegen snapshots, NVIDIA stylegan2-ada-pytorch pickles and stylegan3 pickles
-    of StyleGAN2 networks (StyleGAN3 networks are not supported yet), NVIDIA's TensorFlow
-    StyleGAN2(-ADA) pickles, and rosinality/stylegan2-pytorch checkpoints; nothing from a file
-    is executed while reading it. Runs on the CPU when no GPU is present.
+    Networks: stylegen snapshots, NVIDIA stylegan2-ada-pytorch and stylegan3 pickles (StyleGAN3
+    generators: sample, info and convert so far; mix, project and train not yet), NVIDIA's
+    TensorFlow StyleGAN2(-ADA) pickles, and rosinality/stylegan2-pytorch checkpoints; nothing
+    from a file is executed while reading it. Runs on the CPU when no GPU is present.
     """
 
 

@@ -233,5 +233,14 @@ def test_cli_mix_refuses_stylegan3(compat_dir):
     usage_error("mix", "--coarse", compat_dir / "sg3t_small.pkl", match="mixing StyleGAN3 networks is not supported")
 
 
+def test_train_resume_refuses_stylegen3(compat_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full([64, 64, 3], 40 * i, np.uint8)).save(data / f"{i}.png")
+    args = ["--data", data, "--outdir", tmp_path / "run", "--kimg", 0.004]
+    usage_error("train", *args, "--resume", compat_dir / "sg3t_small.pkl", match="training StyleGAN3 networks")
+
+
 def test_load_network_is_exported():
     assert stylegen.load_network is load_network

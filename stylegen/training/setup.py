@@ -47,6 +47,9 @@ def _load_source(path: Path) -> ResumeSource:
     `load_network` reads (our other snapshots, NVIDIA's pickles, rosinality checkpoints, ...)
     gives weights only."""
     source = read_network_file(path)
+    generator = source.G_ema or source.G
+    if generator is not None and getattr(generator.config, "architecture", "").startswith("stylegan3"):
+        raise InputError(f"--resume {path}: training StyleGAN3 networks is not supported yet")
     snapshot = source.snapshot
     exact = snapshot is not None and snapshot.get("training") is not None and len(source.networks) == 3
     if not exact:
