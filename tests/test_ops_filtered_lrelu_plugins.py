@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import pytest
 import torch
-from test_ops_filtered_lrelu import GRAD_CONFIGS, SQRT2, randn
+from test_ops_filtered_lrelu import GRAD_CONFIGS, SQRT2, img, randn
 
 from stylegen.ops import filtered_lrelu
+from stylegen.ops._dispatch import OpsWarning
 
 import ops_helpers
 from ops_helpers import assert_close, grads, needs_cuda, plugin_or_skip
@@ -21,6 +23,7 @@ from tolerances import GRADCHECK
 
 one_thread = ops_helpers.one_thread
 cpu_plugin = ops_helpers.cpu_plugin
+fake_build = ops_helpers.fake_build
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 F32, F64 = torch.float32, torch.float64
@@ -166,3 +169,45 @@ def test_cuda_vs_cpu(cpu_plugin, variant, dtype, channels_last):
     g_gpu = grads(y_gpu, [xg] if bg is None else [xg, bg], w.cuda())
     for gc, gg in zip(g_cpu, g_gpu):
         assert_close(gg.cpu().to(cdt), gc, "filtered_lrelu", "cpu_cuda", dtype=dtype)
+
+
+# ------------------------------------------------------------------------------------------------
+# impl selection
+
+
+def test_auto_runs_the_cpu_plugin_and_stylegen_ops_stands_for_it(cpu_plugin, monkeypatch):
+    x, fu = randn([1, 2, 3, 3], seed=8), torch.tensor([1.0, 2.0])
+    want_cpu = filtered_lrelu(x, fu, up=2, impl="cpu")
+    want_ref = filtered_lrelu(x, fu, up=2, impl="ref")
+    for env, want in [("auto", want_cpu), ("", want_cpu), ("cpu", want_cpu), ("ref", want_ref)]:
+        monkeypatch.setenv("STYLEGEN_OPS", env)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            got = filtered_lrelu(x, fu, up=2)
+        assert torch.equal(got, want), env
+    monkeypatch.setenv("STYLEGEN_OPS", "cuda")
+    with pytest.raises(ValueError, match="impl='cuda' cannot run a tensor on device 'cpu'"):
+        filtered_lrelu(x)
+    monkeypatch.setenv("STYLEGEN_OPS", "fast")
+    with pytest.raises(ValueError, match="STYLEGEN_OPS='fast'"):
+        filtered_lrelu(x)
+
+
+def test_auto_falls_back_to_the_reference_once_warned_when_the_plugin_cannot_build(fake_build):
+    x, fu = randn([1, 2, 3, 3], seed=8), torch.tensor([1.0, 2.0])
+    want = filtered_lrelu(x, fu, up=2, impl="ref")
+    with pytest.warns(OpsWarning, match="cpu plugin unavailable.*no compiler"):
+        got = filtered_lrelu(x, fu, up=2)
+    assert torch.equal(got, want)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.equal(filtered_lrelu(x, fu, up=2), want)  # warned once only
+    with pytest.raises(RuntimeError, match="impl='cpu' requested but the plugin is unavailable: no compiler"):
+        filtered_lrelu(x, fu, up=2, impl="cpu")
+
+
+def test_explicit_impls_refuse_what_they_cannot_run():
+    with pytest.raises(TypeError, match="impl='cpu' does not support dtype torch.float16"):
+        filtered_lrelu(img([[1.0]], torch.float16), impl="cpu")
+    with pytest.raises(ValueError, match="impl='cuda' cannot run a tensor on device 'cpu'"):
+        filtered_lrelu(img([[1.0]]), impl="cuda")
