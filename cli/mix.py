@@ -112,6 +112,7 @@ def mix(
     import stylegen
     from stylegen.editing import mixing
     from stylegen.formats import ws_file
+    from stylegen.networks.sg3_generator import is_stylegan3
 
     device = common.resolve_device(device)
     src_file = src_path if src_path is not None and ws_file.is_ws_file(src_path) else None
@@ -123,7 +124,7 @@ def mix(
     if not os.path.samefile(src_net, dst_net):
         G_dst = stylegen.load_network(dst_net).to(device).eval()
     for G, net in ((G_src, src_net), (G_dst, dst_net)):
-        if getattr(G.config, "architecture", "").startswith("stylegan3"):  # its levels are rates, not blocks
+        if is_stylegan3(G):  # its levels are sampling rates, not blocks
             raise common.CLIError(f"{net}: mixing StyleGAN3 networks is not supported yet")
     if G_dst is not G_src:
         mixing.check_same_architecture(G_src, G_dst)

@@ -55,12 +55,13 @@ def project(network, target, steps, w_plus, seed, outdir, save_video, distance, 
     import stylegen
     from stylegen.editing import projection
     from stylegen.metrics import perceptual
+    from stylegen.networks.sg3_generator import is_stylegan3
 
     perceptual.check_distance(distance, vgg)  # fail fast, before loading anything big
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
     G = stylegen.load_network(path).to(device).eval()
-    if getattr(G.config, "architecture", "").startswith("stylegan3"):  # no noise maps; a later task
+    if is_stylegan3(G):  # no noise maps; a later task
         raise common.CLIError(f"--network {path}: projection into StyleGAN3 networks is not supported yet")
     if G.c_dim:  # refused here, before the distance network is built and the progress bar shows
         raise common.CLIError(

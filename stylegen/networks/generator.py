@@ -75,7 +75,27 @@ def ws_resolution(i: int) -> int:
     return 2 ** ((i + 5) // 2)
 
 
-class Generator(torch.nn.Module):
+class MappedGenerator(torch.nn.Module):
+    """G(z) = synthesis(mapping(z)): the call shared by every generator (StyleGAN2, its frozen
+    inference form, StyleGAN3). Subclasses set .mapping, .synthesis and the size attributes."""
+
+    def forward(
+        self,
+        z: torch.Tensor,
+        c: torch.Tensor | None = None,
+        truncation_psi: float = 1,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+        update_w_avg: bool = True,
+    ) -> torch.Tensor:
+        """img [N, img_channels, R, R] float32; see MappingNetwork and the synthesis network
+        (StyleGAN3 accepts noise_mode and ignores it: it has no noise). w_avg is only tracked in
+        training mode."""
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg)
+        return self.synthesis(ws, noise_mode=noise_mode)
+
+
+class Generator(MappedGenerator):
     """z [N, z_dim] (+ c [N, c_dim]) -> img [N, img_channels, R, R] in ~[-1, 1]."""
 
     def __init__(self, config: GeneratorConfig):
@@ -94,28 +114,7 @@ class Generator(torch.nn.Module):
             architecture=config.architecture,
         )
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(
-            z_dim=config.z_dim,
-            c_dim=config.c_dim,
-            w_dim=config.w_dim,
-            num_ws=self.num_ws,
-            num_layers=config.mapping_layers,
-            lr_multiplier=config.mapping_lr_multiplier,
-            w_avg_beta=config.w_avg_beta,
-        )
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: torch.Tensor | None = None,
-        truncation_psi: float = 1,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "const",
-        update_w_avg: bool = True,
-    ) -> torch.Tensor:
-        """img [N, img_channels, R, R] float32; see MappingNetwork / SynthesisNetwork."""
-        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        self.mapping = MappingNetwork.from_config(config, self.num_ws)
 
     def freeze(self, fold_up2: str = "auto") -> torch.nn.Module:
         """The inference form of this generator, built once from a copy of its current weights.

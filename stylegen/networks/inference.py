@@ -20,6 +20,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from stylegen.networks.generator import MappedGenerator
 from stylegen.networks.layers import FullyConnectedLayer, fold_up2_weight, modconv_frozen
 from stylegen.networks.synthesis import RESNET_GAIN, skip_up2
 from stylegen.ops import upsample2d
@@ -207,7 +208,7 @@ class FrozenSynthesis(torch.nn.Module):
         return f"w_dim={self.w_dim}, num_ws={self.num_ws}, resolution={self.img_resolution}"
 
 
-class FrozenGenerator(torch.nn.Module):
+class FrozenGenerator(MappedGenerator):
     """Inference-only Generator: `G(z, c, truncation_psi, truncation_cutoff, noise_mode)`,
     `.mapping(...)`, `.synthesis(ws, noise_mode)` and the attributes z_dim, c_dim, w_dim, num_ws,
     img_resolution, img_channels, config. Built by `Generator.freeze()`; nothing in it requires grad."""
@@ -220,18 +221,6 @@ class FrozenGenerator(torch.nn.Module):
         self.mapping = copy.deepcopy(G.mapping).eval().requires_grad_(False)
         self.synthesis = FrozenSynthesis(G.synthesis, fold_up2)
         self.eval()
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: torch.Tensor | None = None,
-        truncation_psi: float = 1,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "const",
-    ) -> torch.Tensor:
-        """img [N, img_channels, R, R] float32, as Generator.forward."""
-        ws = self.mapping(z, c, truncation_psi, truncation_cutoff)
-        return self.synthesis(ws, noise_mode=noise_mode)
 
     def train(self, mode: bool = True) -> FrozenGenerator:
         if mode:

@@ -31,6 +31,20 @@ class MappingNetwork(torch.nn.Module):
             setattr(self, f"fc{i}", layer)
         self.register_buffer("w_avg", torch.zeros([w_dim]))
 
+    @classmethod
+    def from_config(cls, config, num_ws: int) -> MappingNetwork:
+        """The mapping of a generator config (fields z_dim, c_dim, w_dim, mapping_layers,
+        mapping_lr_multiplier, w_avg_beta: GeneratorConfig and Generator3Config alike)."""
+        return cls(
+            z_dim=config.z_dim,
+            c_dim=config.c_dim,
+            w_dim=config.w_dim,
+            num_ws=num_ws,
+            num_layers=config.mapping_layers,
+            lr_multiplier=config.mapping_lr_multiplier,
+            w_avg_beta=config.w_avg_beta,
+        )
+
     def forward(
         self,
         z: torch.Tensor,

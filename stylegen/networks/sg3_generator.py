@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import torch
 
+from stylegen.networks.generator import MappedGenerator
 from stylegen.networks.mapping import MappingNetwork
 from stylegen.networks.sg3_synthesis import InputSpec, LayerSpec, SynthesisNetwork3
 
@@ -102,7 +103,7 @@ def _layer_spec(d: dict) -> LayerSpec:
     return LayerSpec(**{k: tuple(v) if k in tuples else v for k, v in d.items()})
 
 
-class Generator3(torch.nn.Module):
+class Generator3(MappedGenerator):
     """z [N, z_dim] (+ c [N, c_dim]) -> img [N, img_channels, R, R] in ~[-1, 1] (StyleGAN3)."""
 
     def __init__(self, config: Generator3Config):
@@ -112,28 +113,7 @@ class Generator3(torch.nn.Module):
         self.img_resolution, self.img_channels = config.img_resolution, config.img_channels
         self.synthesis = SynthesisNetwork3(config.w_dim, config.input, config.layers, config.output_scale)
         self.num_ws = self.synthesis.num_ws
-        self.mapping = MappingNetwork(
-            z_dim=config.z_dim,
-            c_dim=config.c_dim,
-            w_dim=config.w_dim,
-            num_ws=self.num_ws,
-            num_layers=config.mapping_layers,
-            lr_multiplier=config.mapping_lr_multiplier,
-            w_avg_beta=config.w_avg_beta,
-        )
-
-    def forward(
-        self,
-        z: torch.Tensor,
-        c: torch.Tensor | None = None,
-        truncation_psi: float = 1,
-        truncation_cutoff: int | None = None,
-        noise_mode: str = "const",
-        update_w_avg: bool = True,
-    ) -> torch.Tensor:
-        """img [N, img_channels, R, R] float32; noise_mode is accepted and ignored (no noise in StyleGAN3)."""
-        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_w_avg=update_w_avg)
-        return self.synthesis(ws, noise_mode=noise_mode)
+        self.mapping = MappingNetwork.from_config(config, self.num_ws)
 
     def freeze(self) -> Generator3:
         """An eval-mode copy with requires_grad False (same pixels; a faster form is a later task)."""
@@ -142,3 +122,8 @@ class Generator3(torch.nn.Module):
     def extra_repr(self) -> str:
         c = self.config
         return f"architecture={c.architecture}, z_dim={c.z_dim}, c_dim={c.c_dim}, w_dim={c.w_dim}, num_ws={c.num_ws}"
+
+
+def is_stylegan3(G: torch.nn.Module) -> bool:
+    """True for a StyleGAN3 generator (what mix, project and training do not support yet)."""
+    return isinstance(G, Generator3)

@@ -13,6 +13,7 @@ from stylegen.formats.network_file import NetworkFile, read_network_file
 from stylegen.formats.snapshot import NetworkLoadError
 from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import Generator, GeneratorConfig
+from stylegen.networks.sg3_generator import is_stylegan3
 from stylegen.training.config import TrainConfig
 from stylegen.training.dataset import ImageDataset
 
@@ -48,7 +49,7 @@ def _load_source(path: Path) -> ResumeSource:
     gives weights only."""
     source = read_network_file(path)
     generator = source.G_ema or source.G
-    if generator is not None and getattr(generator.config, "architecture", "").startswith("stylegan3"):
+    if generator is not None and is_stylegan3(generator):
         raise InputError(f"--resume {path}: training StyleGAN3 networks is not supported yet")
     snapshot = source.snapshot
     exact = snapshot is not None and snapshot.get("training") is not None and len(source.networks) == 3
