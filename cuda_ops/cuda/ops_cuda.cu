@@ -27,6 +27,19 @@ int num_blocks(int64_t total) {
 
 // Output elements are enumerated in the output's memory order so neighbouring threads write
 // neighbouring addresses (W fastest for NCHW, C fastest for channels_last).
+__device__ inline void unravel_output(int64_t i, int64_t C, int64_t H, int64_t W, bool channels_last,
+                                      int64_t& n, int64_t& c, int64_t& oy, int64_t& ox) {
+    if (channels_last) {
+        c = i % C; i /= C;
+        ox = i % W; i /= W;
+        oy = i % H; n = i / H;
+    } else {
+        ox = i % W; i /= W;
+        oy = i % H; i /= H;
+        c = i % C; n = i / C;
+    }
+}
+
 template <typename T, typename FT>
 __global__ void upfirdn2d_kernel(sg::Upfirdn2dParams p, bool channels_last) {
     using A = typename Acc<T>::type;
@@ -36,16 +49,8 @@ __global__ void upfirdn2d_kernel(sg::Upfirdn2dParams p, bool channels_last) {
     int64_t total = p.n * p.c * p.outh * p.outw;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)blockDim.x * gridDim.x) {
-        int64_t n, c, oy, ox, r = i;
-        if (channels_last) {
-            c = r % p.c; r /= p.c;
-            ox = r % p.outw; r /= p.outw;
-            oy = r % p.outh; n = r / p.outh;
-        } else {
-            ox = r % p.outw; r /= p.outw;
-            oy = r % p.outh; r /= p.outh;
-            c = r % p.c; n = r / p.c;
-        }
+        int64_t n, c, oy, ox;
+        unravel_output(i, p.c, p.outh, p.outw, channels_last, n, c, oy, ox);
         sg::AxisTaps ty = sg::upfirdn2d_axis_taps(oy, p.upy, p.downy, p.pady0, p.inh, p.fh);
         sg::AxisTaps tx = sg::upfirdn2d_axis_taps(ox, p.upx, p.downx, p.padx0, p.inw, p.fw);
         A acc = sg::upfirdn2d_pixel<A>(x + n * p.xsn + c * p.xsc, p.xsh, p.xsw, f, p.fh, p.fw, p.flip,
@@ -85,16 +90,8 @@ __global__ void filtered_lrelu_kernel(sg::FilteredLreluParams p, bool channels_l
     int64_t total = p.n * p.c * p.outh * p.outw;
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total;
          i += (int64_t)blockDim.x * gridDim.x) {
-        int64_t n, c, oy, ox, r = i;
-        if (channels_last) {
-            c = r % p.c; r /= p.c;
-            ox = r % p.outw; r /= p.outw;
-            oy = r % p.outh; n = r / p.outh;
-        } else {
-            ox = r % p.outw; r /= p.outw;
-            oy = r % p.outh; r /= p.outh;
-            c = r % p.c; n = r / p.c;
-        }
+        int64_t n, c, oy, ox;
+        unravel_output(i, p.c, p.outh, p.outw, channels_last, n, c, oy, ox);
         A bias = b ? (A)b[c] : (A)0;
         A acc = sg::flrelu_pixel<A, T, FT>(p, x + n * p.xsn + c * p.xsc, bias, oy, ox);
         y[n * p.ysn + c * p.ysc + oy * p.ysh + ox * p.ysw] = (T)acc;
