@@ -89,6 +89,25 @@ def test_cpu_matches_reference_grid(cpu_plugin, up, down, dtype):
     assert checked >= 3
 
 
+# Row widths around the CPU plugin's vector blocks (16 and 64 floats, 8 and 32 doubles) and
+# their tails, with the SG3 layers' factors and 12 / 24-tap filters.
+WIDE = [(2, 2, 150, "1d-12", "1d-12"), (4, 2, 37, "1d-24", "1d-12"), (2, 1, 70, "1d-12", "none"), (1, 2, 129, "none", "2d-6x6")]
+
+
+@pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])
+@pytest.mark.parametrize("up, down, width, fu_k, fd_k", WIDE)
+def test_cpu_matches_reference_on_wide_rows(cpu_plugin, up, down, width, fu_k, fd_k, dtype):
+    fu, fd = filt(fu_k, 31), filt(fd_k, 41)
+    x = randn([1, 2, 12, width], seed=51, dtype=dtype) * 3
+    kw = dict(up=up, down=down, padding=[3, 2, 8, 9], clamp=0.4, gain=SQRT2, slope=0.2)
+    (y_ref, *g_ref), (y_cpu, *g_cpu) = run_both(x, randn([2], seed=52, dtype=dtype), fu, fd, kw, seed=53)
+    what = f"width {width}, up {up}, down {down}"
+    assert y_cpu.shape[-1] >= 32  # past the vector blocks
+    assert_close(y_cpu, y_ref, "filtered_lrelu", "ref_cpu", what)
+    for name, g_c, g_r in zip(["dx", "db"], g_cpu, g_ref):
+        assert_close(g_c, g_r, "filtered_lrelu", "ref_cpu_grad", f"{name}, {what}")
+
+
 def test_cpu_clamp_and_lrelu_are_active_in_the_grid(cpu_plugin):
     # The grid would prove little if no value were clamped or negative: check one cell does both.
     fu, fd = filt("1d-4", 30), filt("1d-3", 40)

@@ -321,23 +321,107 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
 // ------------------------------------------------------------------------------------------------
 // filtered_lrelu
 
+// The hot row loops are compiled for AVX-512, AVX2 and baseline x86-64, and the loader picks the
+// widest this CPU has (GCC's target_clones). Every loop is element by element with
+// -ffp-contract=off (no FMA, no reassociation), so each clone computes the same bits.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SG_ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SG_ROW_CLONES
+#endif
+
+// acc[m] += w * x[m]: upfirdn2d_axpy at stride 1.
+template <typename S>
+SG_ROW_CLONES void row_axpy(S* __restrict__ acc, int64_t n, S w, const S* __restrict__ x) {
+    for (int64_t m = 0; m < n; m++) acc[m] += w * x[m];
+}
+
+// out[m] = sum_k w[k] * src[k][m], k ascending from 0: the sums of a zero fill followed by one
+// row_axpy per tap, bit for bit, with blocks of outputs held in (GCC vector) registers across
+// the taps. Lane by lane the same multiply-then-add in the same order as the scalar tail.
+template <typename S>
+SG_ROW_CLONES void row_fir(S* __restrict__ out, int64_t n, const S* __restrict__ w, const S* const* __restrict__ src,
+                           int taps) {
+    typedef S V __attribute__((vector_size(64), aligned(sizeof(S)), may_alias));  // unaligned loads
+    constexpr int L = 64 / sizeof(S);
+    int64_t m = 0;
+    for (; m + 4 * L <= n; m += 4 * L) {
+        V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        for (int k = 0; k < taps; k++) {
+            const V* x = reinterpret_cast<const V*>(src[k] + m);
+            const S wk = w[k];
+            a0 += wk * x[0];
+            a1 += wk * x[1];
+            a2 += wk * x[2];
+            a3 += wk * x[3];
+        }
+        V* o = reinterpret_cast<V*>(out + m);
+        o[0] = a0;
+        o[1] = a1;
+        o[2] = a2;
+        o[3] = a3;
+    }
+    for (; m + L <= n; m += L) {
+        V a0 = {};
+        for (int k = 0; k < taps; k++) a0 += w[k] * *reinterpret_cast<const V*>(src[k] + m);
+        *reinterpret_cast<V*>(out + m) = a0;
+    }
+    for (; m < n; m++) {
+        S a = 0;
+        for (int k = 0; k < taps; k++) a += w[k] * src[k][m];
+        out[m] = a;
+    }
+}
+
+// z[m] = act(up_gain(acc[m])): the end of flrelu_up_rows' sum and the activation, a row at a time.
+template <typename S>
+SG_ROW_CLONES void flrelu_act_row(S* __restrict__ z, const S* __restrict__ acc, int64_t n, int up, S gain, S slope,
+                                  S clamp) {
+    for (int64_t m = 0; m < n; m++) z[m] = sg::flrelu_act(sg::flrelu_up_gain(acc[m], up), gain, slope, clamp);
+}
+
+// upfirdn2d_axpy, the stride-1 case through the vectorised clones.
+template <typename S>
+void axpy_any(S* acc, int64_t n, S w, const S* x, int64_t s) {
+    if (s == 1)
+        row_axpy(acc, n, w, x);
+    else
+        sg::upfirdn2d_axpy(acc, n, w, x, s);
+}
+
 // Scratch buffers of one thread's tasks.
 template <typename S>
 struct FlreluScratch {
-    std::vector<S> xb, h, z, v, acc, acc2;
+    std::vector<S> xb, h, z, v, acc, acc2, phases, taps;
+    std::vector<const S*> src;
+
+    // Room for n taps in `taps` and `src`.
+    void reserve_taps(int n) {
+        taps.resize(n);
+        src.resize(n);
+    }
 };
 
-// The x-pass of a separable fu over one biased input row xb (x + b, as flrelu_dot adds it): one
-// upfirdn2d_axpy per column run and tap, so each h[zx] gets flrelu_dot's products in its order.
+// The x-pass of a separable fu over one biased input row xb (x + b, as flrelu_dot adds it): per
+// column run, the run's taps summed k ascending, so each h[zx] gets flrelu_dot's products in its order.
 template <typename S>
 void flrelu_up_row_runs(const S* xb, const std::vector<ColumnRun>& runs, const S* fu, int taps, bool flip, int up,
-                        S* acc, S* h) {
+                        S* acc, S* h, FlreluScratch<S>& w) {
     for (const ColumnRun& run : runs) {
         S* a = acc + run.acc;
-        std::fill(a, a + run.count, (S)0);
-        for (int k = 0; k < run.n; k++)
-            sg::upfirdn2d_axpy(a, run.count, (S)fu[sg::flrelu_tap(run.t0 + k * up, taps, flip)], xb + run.i0 + k,
-                               run.istep);
+        if (run.istep == 1 || run.count == 1) {
+            w.reserve_taps(run.n);
+            for (int k = 0; k < run.n; k++) {
+                w.taps[k] = fu[sg::flrelu_tap(run.t0 + k * up, taps, flip)];
+                w.src[k] = xb + run.i0 + k;
+            }
+            row_fir(a, run.count, w.taps.data(), w.src.data(), run.n);
+        } else {
+            std::fill(a, a + run.count, (S)0);
+            for (int k = 0; k < run.n; k++)
+                sg::upfirdn2d_axpy(a, run.count, (S)fu[sg::flrelu_tap(run.t0 + k * up, taps, flip)], xb + run.i0 + k,
+                                   run.istep);
+        }
         for (int64_t m = 0; m < run.count; m++) h[run.ox0 + m * run.oxstep] = a[m];
     }
 }
@@ -368,26 +452,41 @@ void flrelu_z_band(const sg::FilteredLreluParams& p, const S* plane, S bias, int
     for (int64_t i = 0; i < ni; i++) {
         const S* src = plane + (iy0 + i) * p.xsh;
         for (int64_t ix = 0; ix < p.inw; ix++) w.xb[ix] = src[ix * p.xsw] + bias;
-        flrelu_up_row_runs(w.xb.data(), runs, fu, p.fuw, p.flip, p.up, w.acc.data(), w.h.data() + i * p.zw);
+        flrelu_up_row_runs(w.xb.data(), runs, fu, p.fuw, p.flip, p.up, w.acc.data(), w.h.data() + i * p.zw, w);
     }
     S* acc = w.acc.data();
     for (int64_t r = 0; r < nz; r++) {
         sg::AxisTaps ty = zrows[zy0 + r];
-        std::fill(acc, acc + p.zw, (S)0);
-        for (int a = 0; a < ty.n; a++)  // flrelu_up_rows' sum, a row at a time
-            sg::upfirdn2d_axpy(acc, p.zw, (S)fu[sg::flrelu_tap(ty.t0 + a * p.up, p.fuh, p.flip)],
-                               w.h.data() + (ty.i0 - iy0 + a) * p.zw, 1);
-        for (int64_t zx = 0; zx < p.zw; zx++)
-            z[r * p.zw + zx] = sg::flrelu_act(sg::flrelu_up_gain(acc[zx], p.up), gain, slope, clamp);
+        w.reserve_taps(ty.n);
+        for (int a = 0; a < ty.n; a++) {  // flrelu_up_rows' sum
+            w.taps[a] = fu[sg::flrelu_tap(ty.t0 + a * p.up, p.fuh, p.flip)];
+            w.src[a] = w.h.data() + (ty.i0 - iy0 + a) * p.zw;
+        }
+        row_fir(acc, p.zw, w.taps.data(), w.src.data(), ty.n);
+        flrelu_act_row(z + r * p.zw, acc, p.zw, p.up, gain, slope, clamp);
     }
 }
 
-// out[ox] = flrelu_dot of z row zrow with filter row frow at output ox, for every ox (one axpy per tap).
+// out[ox] = flrelu_dot of z row zrow with filter row frow at output ox, for every ox (taps k
+// ascending). With down > 1 the row is first split into its `down` phases (phase q holds
+// zrow[q + down * j]), so that tap k reads phase k % down from j = k / down on: contiguous.
 template <typename S>
-void flrelu_down_row(const sg::FilteredLreluParams& p, const S* zrow, const S* frow, S* out) {
-    std::fill(out, out + p.outw, (S)0);
-    for (int k = 0; k < p.fdw; k++)
-        sg::upfirdn2d_axpy(out, p.outw, (S)frow[sg::flrelu_tap(k, p.fdw, p.flip)], zrow + k, p.down);
+void flrelu_down_row(const sg::FilteredLreluParams& p, const S* zrow, const S* frow, S* out, FlreluScratch<S>& w) {
+    const S* base = zrow;
+    int64_t len = p.zw;
+    if (p.down > 1) {
+        len = (p.zw + p.down - 1) / p.down;
+        w.phases.resize(len * p.down);
+        for (int q = 0; q < p.down; q++)
+            for (int64_t j = 0; q + j * p.down < p.zw; j++) w.phases[q * len + j] = zrow[q + j * p.down];
+        base = w.phases.data();
+    }
+    w.reserve_taps(p.fdw);
+    for (int k = 0; k < p.fdw; k++) {
+        w.taps[k] = frow[sg::flrelu_tap(k, p.fdw, p.flip)];
+        w.src[k] = base + (k % p.down) * len + k / p.down;
+    }
+    row_fir(out, p.outw, w.taps.data(), w.src.data(), p.fdw);
 }
 
 // Output rows [oy0, oy1) of one plane from its z band (rows zy0 = oy0 * down onwards). A
@@ -403,18 +502,24 @@ void flrelu_down_band(const sg::FilteredLreluParams& p, int64_t nz, int64_t oy0,
     w.acc2.resize(p.outw);
     if (p.fd_sep) {
         w.v.resize(nz * p.outw);
-        for (int64_t r = 0; r < nz; r++) flrelu_down_row(p, z + r * p.zw, fd, w.v.data() + r * p.outw);
+        for (int64_t r = 0; r < nz; r++) flrelu_down_row(p, z + r * p.zw, fd, w.v.data() + r * p.outw, w);
     }
     S* acc = w.acc.data();
     for (int64_t oy = oy0; oy < oy1; oy++) {
-        std::fill(acc, acc + p.outw, (S)0);
-        for (int a = 0; a < p.fdh; a++) {
-            int64_t r = oy * p.down + a - zy0;
-            if (p.fd_sep) {
-                sg::upfirdn2d_axpy(acc, p.outw, (S)fd[sg::flrelu_tap(a, p.fdh, p.flip)], w.v.data() + r * p.outw, 1);
-            } else {
-                flrelu_down_row(p, z + r * p.zw, sg::flrelu_row(fd, a, p.fdh, p.fdw, false, p.flip), w.acc2.data());
-                sg::upfirdn2d_axpy(acc, p.outw, (S)1, w.acc2.data(), 1);
+        if (p.fd_sep) {
+            std::vector<S> taps(p.fdh);
+            std::vector<const S*> src(p.fdh);
+            for (int a = 0; a < p.fdh; a++) {
+                taps[a] = fd[sg::flrelu_tap(a, p.fdh, p.flip)];
+                src[a] = w.v.data() + (oy * p.down + a - zy0) * p.outw;
+            }
+            row_fir(acc, p.outw, taps.data(), src.data(), p.fdh);
+        } else {
+            std::fill(acc, acc + p.outw, (S)0);
+            for (int a = 0; a < p.fdh; a++) {
+                int64_t r = oy * p.down + a - zy0;
+                flrelu_down_row(p, z + r * p.zw, sg::flrelu_row(fd, a, p.fdh, p.fdw, false, p.flip), w.acc2.data(), w);
+                row_axpy(acc, p.outw, (S)1, w.acc2.data());
             }
         }
         S* yrow = yplane + oy * p.ysh;
