@@ -2,12 +2,47 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any
 
 import click
 
 from stylegen.cli import common
 from stylegen.formats.images import make_grid, save_png, to_numpy_images
+
+
+class Translation(click.ParamType):
+    """'X,Y': two finite numbers (image widths and heights), e.g. '0.3,-0.2'."""
+
+    name = "X,Y"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, float]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).split(",")
+        try:
+            xy = tuple(float(p) for p in parts)
+        except ValueError:
+            xy = ()
+        if len(parts) != 2 or len(xy) != 2 or not all(math.isfinite(v) for v in xy):
+            self.fail(f"{value!r}: expected two numbers X,Y, e.g. '0.3,-0.2'", param, ctx)
+        return xy
+
+
+class Degrees(click.ParamType):
+    """A finite angle in degrees."""
+
+    name = "DEG"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            deg = float(value)
+        except (TypeError, ValueError):
+            deg = math.nan
+        if not math.isfinite(deg):
+            self.fail(f"{value!r}: expected a finite angle in degrees, e.g. 20", param, ctx)
+        return deg
 
 
 @click.command("sample", short_help="Generate one PNG per seed.")
@@ -33,6 +68,18 @@ from stylegen.formats.images import make_grid, save_png, to_numpy_images
     show_default=True,
     help="Images generated per forward pass.",
 )
+@click.option(
+    "--translate",
+    type=Translation(),
+    default=None,
+    help="StyleGAN3 only: move the images by X,Y image widths/heights (x right, y down), e.g. '0.3,-0.2'.",
+)
+@click.option(
+    "--rotate",
+    type=Degrees(),
+    default=None,
+    help="StyleGAN3 only: turn the images by DEG degrees counter-clockwise about their centre.",
+)
 @common.device_option
 @click.option(
     "--save-ws",
@@ -50,6 +97,8 @@ def sample(
     outdir,
     grid,
     batch,
+    translate,
+    rotate,
     device,
     save_ws,
 ):
@@ -57,12 +106,19 @@ def sample(
 
     z = stylegen.seed_to_z(seed, z_dim) (NVIDIA's RandomState convention), so the same seed
     gives the same image as NVIDIA's generate.py with --noise-mode const.
+
+    StyleGAN3 networks can rotate, then translate their images (--rotate, --translate): the
+    same pixels as NVIDIA's gen_images.py with those options.
     """
     import stylegen
 
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
-    G = stylegen.load_network(path).to(device).freeze()
+    G = stylegen.load_network(path)
+    _check_transform_options(G, translate, rotate)
+    G = G.to(device).freeze()
+    if translate is not None or rotate is not None:
+        G.synthesis.set_input_transform(translate or (0.0, 0.0), rotate or 0.0)
     c = common.class_labels(G, class_idx, 1, device)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +138,18 @@ def sample(
             network=path,
         )
     click.echo(f"Wrote {len(seeds)} image(s) to {outdir}")
+
+
+def _check_transform_options(G, translate, rotate) -> None:
+    """--translate / --rotate move a StyleGAN3 network's Fourier features; other networks have none."""
+    from stylegen.networks.sg3_generator import is_stylegan3
+
+    given = [name for name, v in (("--translate", translate), ("--rotate", rotate)) if v is not None]
+    if given and not is_stylegan3(G):
+        raise click.BadParameter(
+            "only StyleGAN3 networks can be translated or rotated; this is a StyleGAN2 network",
+            param_hint=f"'{given[0]}'",
+        )
 
 
 def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir):

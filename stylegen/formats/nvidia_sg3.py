@@ -133,6 +133,8 @@ def _layer_spec(rec: Record, name: str) -> LayerSpec:
         padding=tuple(_int(p, f"{where}.padding", signed=True) for p in padding),
         conv_clamp=None if clamp is None else _float(clamp, f"{where}.conv_clamp"),
         magnitude_ema_beta=_float(st.get("magnitude_ema_beta", 0.999), f"{where}.magnitude_ema_beta"),
+        in_half_width=_float(st.get("in_half_width"), f"{where}.in_half_width"),
+        out_half_width=_float(st.get("out_half_width"), f"{where}.out_half_width"),
     )
 
 

@@ -2,18 +2,21 @@
 
 Karras et al. 2021, "Alias-Free Generative Adversarial Networks". Numerics follow NVIDIA's
 `training/networks_stylegan3.py` so their networks give their pixels; the facts are in
-../shared/compat/FORMAT.md ("StyleGAN3 network pickles"). Inference only: every layer's
-sizes, rates, filters and padding come from a spec (read from a pickle), not designed here.
+../shared/compat/FORMAT.md ("StyleGAN3 network pickles"). Every layer's sizes, rates, filters
+and padding come from a spec, read from a pickle or designed by `sg3_design.design_config3`.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from stylegen.errors import InputError
 from stylegen.networks.layers import FullyConnectedLayer
 from stylegen.ops import filtered_lrelu
 
@@ -52,6 +55,8 @@ class LayerSpec:
     padding: tuple[int, int, int, int]  # filtered_lrelu padding (x0, x1, y0, y1)
     conv_clamp: float | None  # clamp inside filtered_lrelu
     magnitude_ema_beta: float = 0.999  # decay of the tracked input magnitude (training only)
+    in_half_width: float | None = None  # transition half-widths f_h the filters were designed with
+    out_half_width: float | None = None  # (None in specs saved before they were recorded)
 
     def filter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Shapes of the stored filter buffers (a filter of one tap is absent)."""
@@ -232,5 +237,34 @@ class SynthesisNetwork3(torch.nn.Module):
             x = x * self.output_scale
         return x.to(torch.float32)
 
+    def set_input_transform(self, translate: tuple[float, float] = (0.0, 0.0), rotate: float = 0.0) -> None:
+        """Move and turn the generated image: rotate by `rotate` degrees (counter-clockwise on
+        screen) about its centre, then translate by `translate` = (x, y) in image widths and
+        heights (x to the right, y down). The Fourier features are resampled, not the pixels.
+
+        Stores inv(image_transform(translate, rotate)) in input.transform, as NVIDIA's
+        gen_images.py does; (0, 0) and 0 restore the identity the networks were trained with.
+        """
+        m = np.linalg.inv(image_transform(translate, rotate))
+        self.input.transform.copy_(torch.from_numpy(m))
+
     def extra_repr(self) -> str:
         return f"w_dim={self.w_dim}, num_ws={self.num_ws}, output_scale={self.output_scale:g}"
+
+
+def image_transform(translate: tuple[float, float], rotate: float) -> np.ndarray:
+    """The user's transform of the output image, float64 [3, 3] (gen_images.py's make_transform):
+    [[cos a, sin a, tx], [-sin a, cos a, ty], [0, 0, 1]] with a = rotate in degrees."""
+    pair = isinstance(translate, (tuple, list)) and len(translate) == 2
+    if not (pair and all(_finite_number(v) for v in (*translate, rotate))):
+        raise InputError(
+            f"input transform: translate must be two finite numbers, rotate one; got {translate!r}, {rotate!r}"
+        )
+    tx, ty = (float(v) for v in translate)
+    a = float(rotate) / 360.0 * math.pi * 2
+    c, s = math.cos(a), math.sin(a)
+    return np.array([[c, s, tx], [-s, c, ty], [0.0, 0.0, 1.0]])
+
+
+def _finite_number(v) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
