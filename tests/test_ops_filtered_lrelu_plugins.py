@@ -91,7 +91,12 @@ def test_cpu_matches_reference_grid(cpu_plugin, up, down, dtype):
 
 # Row widths around the CPU plugin's vector blocks (16 and 64 floats, 8 and 32 doubles) and
 # their tails, with the SG3 layers' factors and 12 / 24-tap filters.
-WIDE = [(2, 2, 150, "1d-12", "1d-12"), (4, 2, 37, "1d-24", "1d-12"), (2, 1, 70, "1d-12", "none"), (1, 2, 129, "none", "2d-6x6")]
+WIDE = [
+    (2, 2, 150, "1d-12", "1d-12"),
+    (4, 2, 37, "1d-24", "1d-12"),
+    (2, 1, 70, "1d-12", "none"),
+    (1, 2, 129, "none", "2d-6x6"),
+]
 
 
 @pytest.mark.parametrize("dtype", [F32, F64], ids=["float32", "float64"])

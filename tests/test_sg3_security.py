@@ -55,7 +55,9 @@ def _sg3_shaped_pickle(state_of, module_src: str) -> bytes:
         return _Persistent(_reconstruct_persistent_obj, meta)
 
     try:
-        inp = obj("SynthesisInput", {}, channels=4, size=[8, 8], sampling_rate=16.0, bandwidth=2.0, weight=torch.zeros(4, 4))
+        inp = obj(
+            "SynthesisInput", {}, channels=4, size=[8, 8], sampling_rate=16.0, bandwidth=2.0, weight=torch.zeros(4, 4)
+        )
         syn = obj("SynthesisNetwork", {"input": inp}, layer_names=[])
         G = obj("Generator", {"synthesis": syn}, _init_kwargs={"z_dim": 4, "c_dim": 0, "w_dim": 4})
         return pickle.dumps({"G_ema": G, "G": G}, protocol=3)

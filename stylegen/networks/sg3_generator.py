@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ from stylegen.networks.sg3_synthesis import InputSpec, LayerSpec, SynthesisNetwo
 
 @dataclass(frozen=True)
 class Generator3Config:
-    """What a StyleGAN3 pickle's kwargs and records give; the layer specs are read, not designed."""
+    """A StyleGAN3 generator: read from a pickle's kwargs and records, or laid out by sg3_design.design_config3."""
 
     z_dim: int  # input latent size
     c_dim: int  # conditioning label size, 0 = unconditional
@@ -116,8 +115,14 @@ class Generator3(MappedGenerator):
         self.mapping = MappingNetwork.from_config(config, self.num_ws)
 
     def freeze(self) -> Generator3:
-        """An eval-mode copy with requires_grad False (same pixels; a faster form is a later task)."""
-        return copy.deepcopy(self).eval().requires_grad_(False)
+        """The inference form, built once from a copy of the current weights (stylegen.networks.sg3_inference).
+
+        Same call signature and pixels (to float32 rounding); editing this generator later does
+        not change the frozen form: freeze again.
+        """
+        from stylegen.networks.sg3_inference import freeze3
+
+        return freeze3(self)
 
     def extra_repr(self) -> str:
         c = self.config
