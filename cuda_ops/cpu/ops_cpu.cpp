@@ -392,7 +392,7 @@ void axpy_any(S* acc, int64_t n, S w, const S* x, int64_t s) {
 // Scratch buffers of one thread's tasks.
 template <typename S>
 struct FlreluScratch {
-    std::vector<S> xb, h, z, v, acc, acc2, phases, taps;
+    std::vector<S> xb, h, z, v, acc, acc2, taps;
     std::vector<const S*> src;
 
     // Room for n taps in `taps` and `src`.
@@ -402,13 +402,33 @@ struct FlreluScratch {
     }
 };
 
-// The x-pass of a separable fu over one biased input row xb (x + b, as flrelu_dot adds it): per
-// column run, the run's taps summed k ascending, so each h[zx] gets flrelu_dot's products in its order.
+// dst[m] = src[m] + b: the biased input row (x + b, as flrelu_dot adds it).
 template <typename S>
-void flrelu_up_row_runs(const S* xb, const std::vector<ColumnRun>& runs, const S* fu, int taps, bool flip, int up,
-                        S* acc, S* h, FlreluScratch<S>& w) {
+SG_ROW_CLONES void row_add(S* __restrict__ dst, const S* __restrict__ src, int64_t n, S b) {
+    for (int64_t m = 0; m < n; m++) dst[m] = src[m] + b;
+}
+
+// Where the intermediate image's column zx lives in a row buffer: split into its `down` phases
+// (phase q = columns q, q + down, ...; each phase `len` long), so that every tap of the down
+// filter reads contiguous memory. With up == down, each polyphase run of the up filter's x-pass
+// also writes contiguous memory. Any column order serves the y-pass and the activation, which
+// work column by column; slots past the last column are scratch that is never read.
+struct ZLayout {
+    int64_t down, len, stride;
+    explicit ZLayout(int64_t zw, int64_t down_) : down(down_), len((zw + down_ - 1) / down_), stride(len * down_) {}
+    int64_t slot(int64_t zx) const { return (zx % down) * len + zx / down; }
+};
+
+// The x-pass of a separable fu over one biased input row xb: per column run, the run's taps
+// summed k ascending (flrelu_dot's products in its order), written to the run's slots in h.
+template <typename S>
+void flrelu_up_row_runs(const S* xb, const std::vector<ColumnRun>& runs, const ZLayout& zl, const S* fu, int taps,
+                        bool flip, int up, S* acc, S* h, FlreluScratch<S>& w) {
     for (const ColumnRun& run : runs) {
-        S* a = acc + run.acc;
+        int64_t s0 = zl.slot(run.ox0);
+        bool affine = run.count == 1 || run.oxstep % zl.down == 0;
+        int64_t sstep = run.count == 1 ? 1 : run.oxstep / zl.down;
+        S* a = affine && sstep == 1 ? h + s0 : acc + run.acc;  // a contiguous run is summed in place
         if (run.istep == 1 || run.count == 1) {
             w.reserve_taps(run.n);
             for (int k = 0; k < run.n; k++) {
@@ -422,37 +442,47 @@ void flrelu_up_row_runs(const S* xb, const std::vector<ColumnRun>& runs, const S
                 sg::upfirdn2d_axpy(a, run.count, (S)fu[sg::flrelu_tap(run.t0 + k * up, taps, flip)], xb + run.i0 + k,
                                    run.istep);
         }
-        for (int64_t m = 0; m < run.count; m++) h[run.ox0 + m * run.oxstep] = a[m];
+        if (a == h + s0) continue;
+        if (affine) {
+            for (int64_t m = 0; m < run.count; m++) h[s0 + m * sstep] = a[m];
+        } else {
+            for (int64_t m = 0; m < run.count; m++) h[zl.slot(run.ox0 + m * run.oxstep)] = a[m];
+        }
     }
 }
 
-// The activated z rows [zy0, zy0 + nz) of one plane into w.z (nz x zw). A separable fu is applied
-// as two passes, along x into w.h (every input row the band reads), then along y, row by row.
+// The activated z rows [zy0, zy0 + nz) of one plane into w.z (nz rows of zl.stride slots). A
+// separable fu is applied as two passes, along x into w.h (every input row the band reads), then
+// along y, row by row.
 template <typename S>
-void flrelu_z_band(const sg::FilteredLreluParams& p, const S* plane, S bias, int64_t zy0, int64_t nz,
-                   const std::vector<sg::AxisTaps>& zrows, const std::vector<sg::AxisTaps>& zcols,
+void flrelu_z_band(const sg::FilteredLreluParams& p, const ZLayout& zl, const S* plane, S bias, int64_t zy0,
+                   int64_t nz, const std::vector<sg::AxisTaps>& zrows, const std::vector<sg::AxisTaps>& zcols,
                    const std::vector<ColumnRun>& runs, FlreluScratch<S>& w) {
     const S* fu = static_cast<const S*>(p.fu);
     const S gain = (S)p.gain, slope = (S)p.slope, clamp = (S)p.clamp;
+    const int64_t zs = zl.stride;
     S* z = w.z.data();
     if (!p.fu_sep) {
         for (int64_t r = 0; r < nz; r++)
             for (int64_t zx = 0; zx < p.zw; zx++) {
                 S v = sg::flrelu_up<S>(plane, p.xsh, p.xsw, bias, fu, p.fuh, p.fuw, false, p.flip, zrows[zy0 + r],
                                        zcols[zx], p.up);
-                z[r * p.zw + zx] = sg::flrelu_act(v, gain, slope, clamp);
+                z[r * zs + zl.slot(zx)] = sg::flrelu_act(v, gain, slope, clamp);
             }
         return;
     }
     std::pair<int64_t, int64_t> span = tap_span(zrows, zy0, zy0 + nz);  // clipped taps: input rows only
     int64_t iy0 = span.first, ni = span.second - span.first + 1;
-    w.h.resize(std::max<int64_t>(ni, 0) * p.zw);
+    w.h.resize(std::max<int64_t>(ni, 0) * zs);
     w.xb.resize(p.inw);
-    w.acc.resize(p.zw);
+    w.acc.resize(std::max(zs, p.outw));
     for (int64_t i = 0; i < ni; i++) {
         const S* src = plane + (iy0 + i) * p.xsh;
-        for (int64_t ix = 0; ix < p.inw; ix++) w.xb[ix] = src[ix * p.xsw] + bias;
-        flrelu_up_row_runs(w.xb.data(), runs, fu, p.fuw, p.flip, p.up, w.acc.data(), w.h.data() + i * p.zw, w);
+        if (p.xsw == 1)
+            row_add(w.xb.data(), src, p.inw, bias);
+        else
+            for (int64_t ix = 0; ix < p.inw; ix++) w.xb[ix] = src[ix * p.xsw] + bias;
+        flrelu_up_row_runs(w.xb.data(), runs, zl, fu, p.fuw, p.flip, p.up, w.acc.data(), w.h.data() + i * zs, w);
     }
     S* acc = w.acc.data();
     for (int64_t r = 0; r < nz; r++) {
@@ -460,31 +490,22 @@ void flrelu_z_band(const sg::FilteredLreluParams& p, const S* plane, S bias, int
         w.reserve_taps(ty.n);
         for (int a = 0; a < ty.n; a++) {  // flrelu_up_rows' sum
             w.taps[a] = fu[sg::flrelu_tap(ty.t0 + a * p.up, p.fuh, p.flip)];
-            w.src[a] = w.h.data() + (ty.i0 - iy0 + a) * p.zw;
+            w.src[a] = w.h.data() + (ty.i0 - iy0 + a) * zs;
         }
-        row_fir(acc, p.zw, w.taps.data(), w.src.data(), ty.n);
-        flrelu_act_row(z + r * p.zw, acc, p.zw, p.up, gain, slope, clamp);
+        row_fir(acc, zs, w.taps.data(), w.src.data(), ty.n);
+        flrelu_act_row(z + r * zs, acc, zs, p.up, gain, slope, clamp);
     }
 }
 
-// out[ox] = flrelu_dot of z row zrow with filter row frow at output ox, for every ox (taps k
-// ascending). With down > 1 the row is first split into its `down` phases (phase q holds
-// zrow[q + down * j]), so that tap k reads phase k % down from j = k / down on: contiguous.
+// out[ox] = flrelu_dot of a z row (in zl's phase slots) with filter row frow at output ox, for
+// every ox, taps k ascending: z column ox * down + k is slot (k % down) * len + ox + k / down.
 template <typename S>
-void flrelu_down_row(const sg::FilteredLreluParams& p, const S* zrow, const S* frow, S* out, FlreluScratch<S>& w) {
-    const S* base = zrow;
-    int64_t len = p.zw;
-    if (p.down > 1) {
-        len = (p.zw + p.down - 1) / p.down;
-        w.phases.resize(len * p.down);
-        for (int q = 0; q < p.down; q++)
-            for (int64_t j = 0; q + j * p.down < p.zw; j++) w.phases[q * len + j] = zrow[q + j * p.down];
-        base = w.phases.data();
-    }
+void flrelu_down_row(const sg::FilteredLreluParams& p, const ZLayout& zl, const S* zrow, const S* frow, S* out,
+                     FlreluScratch<S>& w) {
     w.reserve_taps(p.fdw);
     for (int k = 0; k < p.fdw; k++) {
         w.taps[k] = frow[sg::flrelu_tap(k, p.fdw, p.flip)];
-        w.src[k] = base + (k % p.down) * len + k / p.down;
+        w.src[k] = zrow + (k % p.down) * zl.len + k / p.down;
     }
     row_fir(out, p.outw, w.taps.data(), w.src.data(), p.fdw);
 }
@@ -493,22 +514,23 @@ void flrelu_down_row(const sg::FilteredLreluParams& p, const S* zrow, const S* f
 // separable fd filters each z row along x once (into w.v), then combines rows per output row;
 // flrelu_add_row's "acc + h" of a 2-D fd is the axpy with weight 1 (1 * h == h exactly).
 template <typename S>
-void flrelu_down_band(const sg::FilteredLreluParams& p, int64_t nz, int64_t oy0, int64_t oy1, FlreluScratch<S>& w,
-                      S* yplane) {
+void flrelu_down_band(const sg::FilteredLreluParams& p, const ZLayout& zl, int64_t nz, int64_t oy0, int64_t oy1,
+                      FlreluScratch<S>& w, S* yplane) {
     const S* fd = static_cast<const S*>(p.fd);
     const S* z = w.z.data();
     int64_t zy0 = oy0 * p.down;
-    w.acc.resize(std::max(p.zw, p.outw));
+    w.acc.resize(std::max(zl.stride, p.outw));
     w.acc2.resize(p.outw);
     if (p.fd_sep) {
         w.v.resize(nz * p.outw);
-        for (int64_t r = 0; r < nz; r++) flrelu_down_row(p, z + r * p.zw, fd, w.v.data() + r * p.outw, w);
+        for (int64_t r = 0; r < nz; r++) flrelu_down_row(p, zl, z + r * zl.stride, fd, w.v.data() + r * p.outw, w);
     }
-    S* acc = w.acc.data();
+    std::vector<S> taps(p.fdh);
+    std::vector<const S*> src(p.fdh);
     for (int64_t oy = oy0; oy < oy1; oy++) {
+        S* yrow = yplane + oy * p.ysh;
+        S* acc = p.ysw == 1 ? yrow : w.acc.data();  // a contiguous output row is summed in place
         if (p.fd_sep) {
-            std::vector<S> taps(p.fdh);
-            std::vector<const S*> src(p.fdh);
             for (int a = 0; a < p.fdh; a++) {
                 taps[a] = fd[sg::flrelu_tap(a, p.fdh, p.flip)];
                 src[a] = w.v.data() + (oy * p.down + a - zy0) * p.outw;
@@ -518,12 +540,13 @@ void flrelu_down_band(const sg::FilteredLreluParams& p, int64_t nz, int64_t oy0,
             std::fill(acc, acc + p.outw, (S)0);
             for (int a = 0; a < p.fdh; a++) {
                 int64_t r = oy * p.down + a - zy0;
-                flrelu_down_row(p, z + r * p.zw, sg::flrelu_row(fd, a, p.fdh, p.fdw, false, p.flip), w.acc2.data(), w);
+                flrelu_down_row(p, zl, z + r * zl.stride, sg::flrelu_row(fd, a, p.fdh, p.fdw, false, p.flip),
+                                w.acc2.data(), w);
                 row_axpy(acc, p.outw, (S)1, w.acc2.data());
             }
         }
-        S* yrow = yplane + oy * p.ysh;
-        for (int64_t ox = 0; ox < p.outw; ox++) yrow[ox * p.ysw] = acc[ox];
+        if (acc != yrow)
+            for (int64_t ox = 0; ox < p.outw; ox++) yrow[ox * p.ysw] = acc[ox];
     }
 }
 
@@ -540,15 +563,16 @@ void filtered_lrelu_loop(const sg::FilteredLreluParams& p) {
     int64_t band = std::min<int64_t>(p.outh, std::max<int64_t>(16, 16384 / p.outw));
     int64_t bands = (p.outh + band - 1) / band;
     std::vector<ColumnRun> runs = column_runs(zcols, p.up, 1);
+    const ZLayout zl(p.zw, p.down);
     at::parallel_for(0, p.n * p.c * bands, 1, [&](int64_t begin, int64_t end) {
         FlreluScratch<S> w;
         for (int64_t task = begin; task < end; task++) {
             int64_t oy0 = (task % bands) * band, oy1 = std::min(p.outh, oy0 + band), nc = task / bands;
             int64_t c = nc % p.c, n = nc / p.c;
             int64_t zy0 = oy0 * p.down, nz = (oy1 - 1) * p.down + p.fdh - zy0;
-            w.z.resize(nz * p.zw);
-            flrelu_z_band<S>(p, x + n * p.xsn + c * p.xsc, b ? b[c] : (S)0, zy0, nz, zrows, zcols, runs, w);
-            flrelu_down_band<S>(p, nz, oy0, oy1, w, y + n * p.ysn + c * p.ysc);
+            w.z.resize(nz * zl.stride);
+            flrelu_z_band<S>(p, zl, x + n * p.xsn + c * p.xsc, b ? b[c] : (S)0, zy0, nz, zrows, zcols, runs, w);
+            flrelu_down_band<S>(p, zl, nz, oy0, oy1, w, y + n * p.ysn + c * p.ysc);
         }
     });
 }
