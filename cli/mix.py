@@ -55,9 +55,11 @@ from stylegen.formats.images import make_grid, save_png, to_numpy_images
     "--split",
     default="coarse",
     show_default=True,
-    metavar="RES|coarse|middle|fine",
-    help="What SRC gives: everything at resolution <= RES (a power of two), or exactly one "
-    "level: coarse = 4-8, middle = 16-32, fine = 64 and up.",
+    metavar="RES|coarse|middle|fine|ws:LIST",
+    help="What SRC gives: everything at resolution <= RES (a power of two), exactly one level "
+    "(coarse = 4-8, middle = 16-32, fine = 64 and up), or the ws indices of LIST (ws:0-4, ws:0,8-15). "
+    "A StyleGAN3 ws counts at 2 x its layer's cutoff frequency, rounded up to a power of two "
+    "(the printed table).",
 )
 @common.generation_options
 @click.option(
@@ -77,8 +79,8 @@ from stylegen.formats.images import make_grid, save_png, to_numpy_images
     type=click.Path(dir_okay=False),
     default=None,
     metavar="PKL",
-    help="Write the blended generator (SRC blocks at the split, DST's elsewhere; SRC's "
-    "mapping), loadable by `stylegen sample`.",
+    help="Write the blended generator (SRC's blocks, or StyleGAN3 layers, at the split, DST's "
+    "elsewhere; SRC's mapping), loadable by `stylegen sample`.",
 )
 @common.device_option
 @common.library_errors
@@ -106,13 +108,17 @@ def mix(
     it is layer swapping: the synthesis blocks at the split come from SRC, the rest from DST.
     The ws indices taken from SRC are printed.
 
+    StyleGAN3 networks have no blocks: ws 0 drives the Fourier input, ws i + 1 synthesis layer i,
+    and each counts at the resolution that holds its layer's detail (2 x cutoff, rounded up to a
+    power of two), so the same --split works; a table of the ws, layers, sampling rates, cutoffs
+    and levels is printed. Layer swapping takes the input and layers of the selected ws from SRC.
+
     A ws file as --coarse or --fine supplies that side's rows as stored (e.g. a projected
     photo as the destination: --network PKL --fine out/ws.npz); --trunc applies to seeds only.
     """
     import stylegen
     from stylegen.editing import mixing
     from stylegen.formats import ws_file
-    from stylegen.networks.sg3_generator import is_stylegan3
 
     device = common.resolve_device(device)
     src_file = src_path if src_path is not None and ws_file.is_ws_file(src_path) else None
@@ -123,13 +129,10 @@ def mix(
     G_dst = G_src
     if not os.path.samefile(src_net, dst_net):
         G_dst = stylegen.load_network(dst_net).to(device).eval()
-    for G, net in ((G_src, src_net), (G_dst, dst_net)):
-        if is_stylegan3(G):  # its levels are sampling rates, not blocks
-            raise common.CLIError(f"{net}: mixing StyleGAN3 networks is not supported yet")
     if G_dst is not G_src:
         mixing.check_same_architecture(G_src, G_dst)
     try:
-        selection = mixing.resolve_split(split, G_src.img_resolution, G_src.num_ws)
+        selection = mixing.select(split, G_src)
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--split'") from e
     c = common.class_labels(G_src, class_idx, 1, device)
@@ -152,15 +155,36 @@ def mix(
 
 def report_selection(selection, G, layer_swap: bool) -> None:
     from stylegen.editing import mixing
+    from stylegen.networks.sg3_generator import is_stylegan3
 
-    rest = mixing.complement(selection, G.img_resolution, G.num_ws)
+    rest = mixing.rest_of(selection, G)
+    if is_stylegan3(G):
+        print_layer_table(G, selection)
     click.echo(f"From SRC (coarse seeds): {selection.describe()}")
     click.echo(f"From DST (fine seeds):   {rest.describe()}")
-    if layer_swap:
+    if layer_swap and is_stylegan3(G):
+        click.echo("Layer swapping: the input / layers marked SRC and the mapping from SRC, the others from DST")
+    elif layer_swap:
         blocks = mixing.block_resolutions(G.img_resolution)
         from_src = [f"b{r}" for r in blocks if r in selection.resolutions]
         from_dst = [f"b{r}" for r in blocks if r not in selection.resolutions]
         click.echo(f"Layer swapping: blocks {from_src} and the mapping from SRC, blocks {from_dst} from DST")
+
+
+def print_layer_table(G, selection) -> None:
+    """StyleGAN3: one line per ws: the part it drives, its sampling rate and cutoff, where it counts."""
+    from stylegen.editing import mixing
+
+    levels = mixing.layer_levels(G)
+    width = max(len(lv.name) for lv in levels)
+    click.echo("StyleGAN3 ws (res = 2 x cutoff rounded up to a power of two: the StyleGAN2 resolution of that detail):")
+    click.echo(f"  {'ws':>3}  {'layer':<{width}}  {'rate':>5}  {'cutoff':>7}  {'res':>5}  {'level':<6}  from")
+    for lv in levels:
+        side = "SRC" if lv.ws_index in selection.ws_indices else "DST"
+        click.echo(
+            f"  {lv.ws_index:>3}  {lv.name:<{width}}  {lv.sampling_rate:>5g}  {lv.cutoff:>7.3f}  "
+            f"{lv.resolution:>5}  {lv.level:<6}  {side}"
+        )
 
 
 def check_seed_options(src_file, dst_file) -> None:

@@ -11,11 +11,22 @@ count the older two-ws-per-resolution layout and are off by one here). ws index 
 convolutions at resolution `ws_resolution(i) = 2 ** ((i + 5) // 2)`, except the last one, which
 only drives the final toRGB at `img_resolution`; we count it at `img_resolution`, so selecting
 the top resolution selects every ws that shapes it.
+
+StyleGAN3 (Karras et al. 2021, "Alias-Free Generative Adversarial Networks") has no blocks: ws[0]
+drives the Fourier input, ws[i + 1] synthesis layer i. Its sampling rates do not say how coarse a
+layer is (they start at 16 in every network, are oversampled, and reach img_resolution well before
+the last layer); its cutoffs do: layer i's output holds detail up to `out_cutoff` cycles per image,
+which StyleGAN2 first holds at the resolution whose Nyquist frequency reaches it. So a StyleGAN3 ws
+counts at `band_resolution(cutoff)` = the smallest power of two >= 2 * cutoff (the input: its
+bandwidth), and every split above applies unchanged. A 1024x1024 stylegan3-t/-r network then has
+coarse = ws 0-2 as in StyleGAN2, middle = ws 3-5, fine = ws 6-15.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +36,7 @@ import torch
 from stylegen.errors import InputError, WsFileError
 from stylegen.formats.ws_file import read_ws_file
 from stylegen.networks.generator import ws_resolution
+from stylegen.networks.sg3_generator import is_stylegan3
 
 # Level name -> inclusive range of resolutions (None = no upper limit).
 LEVELS: dict[str, tuple[int, int | None]] = {
@@ -56,40 +68,83 @@ def ws_resolutions(num_ws: int, img_resolution: int) -> list[int]:
     return [min(ws_resolution(i), img_resolution) for i in range(num_ws)]
 
 
-def resolve_split(split: str | int, img_resolution: int, num_ws: int) -> Selection:
-    """Resolve `--split` for a network: a resolution RES (everything at <= RES) or a level name.
+def resolve_split(split: str | int, img_resolution: int, num_ws: int, ws_res: list[int] | None = None) -> Selection:
+    """Resolve `--split`: a resolution RES (everything at <= RES), a level name, or `ws:LIST`.
 
-    Raises ValueError for a RES that is not a power of two in [4, img_resolution], an unknown
-    level name, or a level the network does not have (e.g. 'fine' on a 32x32 network).
+    ws_res: the resolution each ws counts at; None = StyleGAN2's `ws_resolutions`, a StyleGAN3
+    network passes `sg3_ws_resolutions(G)`. `ws:LIST` names ws indices directly ('ws:0-4',
+    'ws:0,8-15'). Raises ValueError for a RES that is not a power of two in [4, img_resolution],
+    an unknown level name, a bad or out-of-range ws list, or a level the network does not have
+    (e.g. 'fine' on a 32x32 network).
     """
-    blocks = block_resolutions(img_resolution)
+    res_of = ws_resolutions(num_ws, img_resolution) if ws_res is None else list(ws_res)
+    assert len(res_of) == num_ws, (len(res_of), num_ws)
     text = str(split).strip().lower()
-    if text in LEVELS:
+    if text.startswith("ws:"):
+        indices = _parse_ws_list(text[3:], num_ws)
+    elif text in LEVELS:
         lo, hi = LEVELS[text]
-        chosen = [r for r in blocks if r >= lo and (hi is None or r <= hi)]
-        if not chosen:
+        indices = tuple(i for i in range(num_ws) if lo <= res_of[i] and (hi is None or res_of[i] <= hi))
+        if not indices:
             span = f"{lo}x{lo}" + (f"-{hi}x{hi}" if hi else " and up")
             raise ValueError(f"split {text!r} ({span}) does not exist in a {img_resolution}x{img_resolution} network")
     elif text.isdigit():
         res = int(text)
-        if res not in blocks:
+        if res not in block_resolutions(img_resolution):
             raise ValueError(
                 f"split {res} must be a power of two from 4 to {img_resolution} "
-                f"(the network's resolution), or one of {', '.join(LEVELS)}"
+                f"(the network's resolution), one of {', '.join(LEVELS)}, or ws:LIST"
             )
-        chosen = [r for r in blocks if r <= res]
+        indices = tuple(i for i in range(num_ws) if res_of[i] <= res)
+        if not indices:  # StyleGAN3 only: StyleGAN2's ws 0 counts at 4x4
+            raise ValueError(f"split {res} selects no ws of this network (its coarsest is {min(res_of)}x{min(res_of)})")
     else:
-        raise ValueError(f"split {split!r} is neither a resolution nor one of {', '.join(LEVELS)}")
-    res_of = ws_resolutions(num_ws, img_resolution)
-    indices = tuple(i for i in range(num_ws) if res_of[i] in chosen)
-    return Selection(resolutions=tuple(chosen), ws_indices=indices)
+        raise ValueError(
+            f"split {split!r} is neither a resolution, one of {', '.join(LEVELS)}, nor ws:LIST (e.g. ws:0-4)"
+        )
+    # Every StyleGAN2 block resolution has a ws, so these are the blocks a level or RES names.
+    return Selection(resolutions=tuple(sorted({res_of[i] for i in indices})), ws_indices=indices)
 
 
-def complement(selection: Selection, img_resolution: int, num_ws: int) -> Selection:
-    """Everything `selection` leaves to the destination."""
-    res = tuple(r for r in block_resolutions(img_resolution) if r not in selection.resolutions)
+def _parse_ws_list(text: str, num_ws: int) -> tuple[int, ...]:
+    """'0-4' / '0,8-15' -> sorted distinct ws indices; ValueError naming the bad item."""
+    indices: set[int] = set()
+    for item in text.split(","):
+        lo, sep, hi = item.strip().partition("-")
+        if not lo.isdigit() or (sep and not hi.isdigit()):
+            raise ValueError(
+                f"split ws:{text}: {item.strip()!r} is not a ws index or range A-B (e.g. ws:0-4 or ws:0,8-15)"
+            )
+        a, b = int(lo), int(hi) if sep else int(lo)
+        if b < a or b >= num_ws:
+            raise ValueError(
+                f"split ws:{text}: {item.strip()!r} must be indices from 0 to {num_ws - 1} (num_ws {num_ws}), ascending"
+            )
+        indices.update(range(a, b + 1))
+    return tuple(sorted(indices))
+
+
+def complement(selection: Selection, img_resolution: int, num_ws: int, ws_res: list[int] | None = None) -> Selection:
+    """Everything `selection` leaves to the destination (ws_res as for `resolve_split`)."""
     idx = tuple(i for i in range(num_ws) if i not in selection.ws_indices)
+    if ws_res is not None:
+        return Selection(resolutions=tuple(sorted({ws_res[i] for i in idx})), ws_indices=idx)
+    res = tuple(r for r in block_resolutions(img_resolution) if r not in selection.resolutions)
     return Selection(resolutions=res, ws_indices=idx)
+
+
+def select(split: str | int, G: torch.nn.Module) -> Selection:
+    """`resolve_split` for a generator of either family."""
+    return resolve_split(split, G.img_resolution, G.num_ws, _ws_res(G))
+
+
+def rest_of(selection: Selection, G: torch.nn.Module) -> Selection:
+    """`complement` for a generator of either family."""
+    return complement(selection, G.img_resolution, G.num_ws, _ws_res(G))
+
+
+def _ws_res(G: torch.nn.Module) -> list[int] | None:
+    return sg3_ws_resolutions(G) if is_stylegan3(G) else None
 
 
 def mix_ws(dst_ws: torch.Tensor, src_ws: torch.Tensor, ws_indices: tuple[int, ...] | list[int]) -> torch.Tensor:
@@ -103,6 +158,52 @@ def mix_ws(dst_ws: torch.Tensor, src_ws: torch.Tensor, ws_indices: tuple[int, ..
     idx = list(ws_indices)
     ws[:, idx] = src_ws[:, idx]
     return ws
+
+
+# ---------------------------------------------------------------------------------------------
+# StyleGAN3 levels: each ws counts at the resolution that holds its layer's band (module docstring)
+
+
+@dataclass(frozen=True)
+class LayerLevel:
+    """One ws of a StyleGAN3 generator: what it drives, and where splits count it."""
+
+    ws_index: int
+    name: str  # 'input' (the Fourier features) or the synthesis layer, e.g. 'L3_36_64'
+    sampling_rate: float  # output sampling rate of that input / layer
+    cutoff: float  # output cutoff frequency (the input's bandwidth), cycles per image
+    resolution: int  # band_resolution(cutoff, img_resolution)
+    level: str  # 'coarse' | 'middle' | 'fine' (LEVELS)
+
+
+def band_resolution(cutoff: float, img_resolution: int) -> int:
+    """The smallest power of two >= 2 * cutoff, within [4, img_resolution]: the StyleGAN2
+    resolution whose Nyquist frequency first holds a band limited to `cutoff`."""
+    exponent = math.ceil(math.log2(2 * cutoff) - 1e-6)  # NVIDIA's cutoffs are 7.999999999999999 at times
+    return min(max(2**exponent, 4), img_resolution)
+
+
+def level_name(resolution: int) -> str:
+    """The LEVELS name a resolution belongs to."""
+    return next(n for n, (lo, hi) in LEVELS.items() if lo <= resolution and (hi is None or resolution <= hi))
+
+
+def layer_levels(G: torch.nn.Module) -> list[LayerLevel]:
+    """One LayerLevel per ws of a StyleGAN3 generator, ws 0 (the input) first."""
+    cfg, R = G.config, G.img_resolution
+    parts = [("input", cfg.input.sampling_rate, cfg.input.bandwidth)]
+    parts += [(s.name, s.out_sampling_rate, s.out_cutoff) for s in cfg.layers]
+    out = []
+    for i, (name, rate, cutoff) in enumerate(parts):
+        res = band_resolution(cutoff, R)
+        out.append(LayerLevel(i, name, float(rate), float(cutoff), res, level_name(res)))
+    assert len(out) == G.num_ws, (len(out), G.num_ws)
+    return out
+
+
+def sg3_ws_resolutions(G: torch.nn.Module) -> list[int]:
+    """The resolution each ws of a StyleGAN3 generator counts at (the `ws_res` of resolve_split)."""
+    return [lv.resolution for lv in layer_levels(G)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +223,17 @@ def _architecture(G: torch.nn.Module) -> str:
     return getattr(getattr(G, "config", None), "architecture", "skip")
 
 
+def _family(G: torch.nn.Module) -> str:
+    return "StyleGAN3" if is_stylegan3(G) else "StyleGAN2"
+
+
 def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> None:
     """Raise InputError naming the first field in which two generators differ for layer swapping."""
+    if is_stylegan3(G_src) != is_stylegan3(G_dst):
+        raise InputError(
+            f"SRC is a {_family(G_src)} network, DST a {_family(G_dst)} one; layer swapping needs two "
+            "networks of one family"
+        )
     for field in ("img_resolution", "img_channels", "w_dim", "num_ws", "c_dim"):
         a, b = int(getattr(G_src, field)), int(getattr(G_dst, field))
         if a != b:
@@ -135,18 +245,42 @@ def check_same_architecture(G_src: torch.nn.Module, G_dst: torch.nn.Module) -> N
         raise InputError(
             f"networks differ in architecture: SRC {arch_src!r}, DST {arch_dst!r}; layer swapping needs the same one"
         )
-    ch_src, ch_dst = _channels(G_src), _channels(G_dst)
-    for r in ch_src:
-        if ch_src[r] != ch_dst[r]:
-            raise InputError(
-                f"networks differ in channels at {r}x{r}: SRC {ch_src[r]}, DST {ch_dst[r]}; "
-                "layer swapping needs the same architecture"
-            )
+    if is_stylegan3(G_src):
+        _check_same_layers(G_src.config, G_dst.config)
+    else:
+        ch_src, ch_dst = _channels(G_src), _channels(G_dst)
+        for r in ch_src:
+            if ch_src[r] != ch_dst[r]:
+                raise InputError(
+                    f"networks differ in channels at {r}x{r}: SRC {ch_src[r]}, DST {ch_dst[r]}; "
+                    "layer swapping needs the same architecture"
+                )
     shapes_src, shapes_dst = _synthesis_shapes(G_src), _synthesis_shapes(G_dst)
     for name in sorted(set(shapes_src) | set(shapes_dst)):
         a, b = shapes_src.get(name), shapes_dst.get(name)
         if a != b:
             raise InputError(f"networks differ in synthesis.{name}: SRC {a}, DST {b}")
+
+
+def _check_same_layers(cfg_src, cfg_dst) -> None:
+    """StyleGAN3: the same input and layer specs (rates, cutoffs, sizes, channels, filters)."""
+    hint = "layer swapping needs StyleGAN3 networks with the same layers (e.g. a network and its fine-tune)"
+    for i, (a, b) in enumerate(zip(cfg_src.layers, cfg_dst.layers)):  # as many: num_ws matched
+        if a.name != b.name:
+            raise InputError(f"networks differ in synthesis layer {i}: SRC {a.name}, DST {b.name}; {hint}")
+    pairs = [("synthesis.input", cfg_src.input, cfg_dst.input)]
+    pairs += [(f"synthesis.{a.name}", a, b) for a, b in zip(cfg_src.layers, cfg_dst.layers)]
+    for where, a, b in pairs:
+        for field in dataclasses.fields(a):
+            if field.name == "magnitude_ema_beta":  # training only: it does not change a pixel
+                continue
+            va, vb = getattr(a, field.name), getattr(b, field.name)
+            if va != vb:
+                raise InputError(f"networks differ in {where}.{field.name}: SRC {va}, DST {vb}; {hint}")
+    if cfg_src.output_scale != cfg_dst.output_scale:
+        raise InputError(
+            f"networks differ in output_scale: SRC {cfg_src.output_scale}, DST {cfg_dst.output_scale}; {hint}"
+        )
 
 
 def layer_swap(
@@ -156,13 +290,42 @@ def layer_swap(
 ) -> torch.nn.Module:
     """A new generator: synthesis blocks at `resolutions` from G_src, other blocks from G_dst.
 
-    Mapping, w_avg and config come from G_src. Both inputs are left untouched.
+    Mapping, w_avg and config come from G_src. Both inputs are left untouched. StyleGAN2 only
+    (StyleGAN3: `layer_swap3`, by ws index).
     """
     check_same_architecture(G_src, G_dst)
+    if is_stylegan3(G_src):
+        raise TypeError("layer_swap: StyleGAN3 has no blocks; use layer_swap3(G_src, G_dst, ws_indices)")
     G = copy.deepcopy(G_src)
     for r in block_resolutions(G.img_resolution):
         if r not in resolutions:
             getattr(G.synthesis, f"b{r}").load_state_dict(getattr(G_dst.synthesis, f"b{r}").state_dict())
+    return G
+
+
+def sg3_parts(G: torch.nn.Module) -> list[str]:
+    """The synthesis submodule each ws of a StyleGAN3 generator drives: 'input', then the layers."""
+    return ["input", *G.synthesis.layer_names]
+
+
+def layer_swap3(
+    G_src: torch.nn.Module,
+    G_dst: torch.nn.Module,
+    ws_indices: tuple[int, ...] | list[int],
+) -> torch.nn.Module:
+    """StyleGAN3: a new generator whose part driven by ws i (`sg3_parts`) is G_src's for i in
+    `ws_indices` and G_dst's otherwise, whole (affine, weight, bias, magnitude_ema and filters;
+    the input's Fourier frequencies, phases and transform).
+
+    Mapping, w_avg and config come from G_src, as in `layer_swap`. Both inputs are left untouched.
+    """
+    check_same_architecture(G_src, G_dst)
+    if not is_stylegan3(G_src):
+        raise TypeError("layer_swap3: StyleGAN3 generators only; StyleGAN2: layer_swap(G_src, G_dst, resolutions)")
+    G = copy.deepcopy(G_src)
+    for i, name in enumerate(sg3_parts(G)):
+        if i not in ws_indices:
+            getattr(G.synthesis, name).load_state_dict(getattr(G_dst.synthesis, name).state_dict())
     return G
 
 
@@ -204,9 +367,13 @@ def ws_from_seeds(
 
 
 def mixing_generator(src: StyleSource, dst: StyleSource, selection: Selection) -> torch.nn.Module:
-    """The generator that renders the mixed cells: SRC's own when both sources share a network."""
+    """The generator that renders the mixed cells: SRC's own when both sources share a network,
+    else the layer swap (StyleGAN2: blocks at `selection.resolutions`; StyleGAN3: the parts of
+    `selection.ws_indices`)."""
     if src.G is dst.G:
         return src.G
+    if is_stylegan3(src.G):
+        return layer_swap3(src.G, dst.G, selection.ws_indices)
     return layer_swap(src.G, dst.G, selection.resolutions)
 
 

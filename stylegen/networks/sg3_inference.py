@@ -51,6 +51,7 @@ class FrozenSynthesisLayer3(torch.nn.Module):
         if update_emas:
             raise ValueError("a frozen StyleGAN3 generator tracks no magnitudes: update_emas needs the trainable one")
         n, spec = x.shape[0], self.spec
+        x = x.contiguous()  # the Fourier input is channels_last; the CPU op streams NCHW rows
         styles = self.affine(w)  # [N, I]
         if self.demodulate:  # NVIDIA normalises over the whole batch's styles (demodulation cancels it)
             styles = styles * styles.square().mean().rsqrt()
