@@ -419,8 +419,10 @@ struct ZLayout {
     int64_t slot(int64_t zx) const { return (zx % down) * len + zx / down; }
 };
 
-// The x-pass of a separable fu over one biased input row xb: per column run, the run's taps
-// summed k ascending (flrelu_dot's products in its order), written to the run's slots in h.
+// The x-pass of a separable fu over one biased input row xb, zero-padded so that no tap is
+// clipped: per column run, the run's taps summed k ascending, written to the run's slots in h.
+// The padding's products are exact zeros, so each h[zx] is flrelu_dot's sum over the unclipped
+// taps (up to the sign of a zero), and each polyphase class is one run.
 template <typename S>
 void flrelu_up_row_runs(const S* xb, const std::vector<ColumnRun>& runs, const ZLayout& zl, const S* fu, int taps,
                         bool flip, int up, S* acc, S* h, FlreluScratch<S>& w) {
@@ -457,7 +459,7 @@ void flrelu_up_row_runs(const S* xb, const std::vector<ColumnRun>& runs, const Z
 template <typename S>
 void flrelu_z_band(const sg::FilteredLreluParams& p, const ZLayout& zl, const S* plane, S bias, int64_t zy0,
                    int64_t nz, const std::vector<sg::AxisTaps>& zrows, const std::vector<sg::AxisTaps>& zcols,
-                   const std::vector<ColumnRun>& runs, FlreluScratch<S>& w) {
+                   const std::vector<ColumnRun>& runs, int64_t padl, int64_t xbw, FlreluScratch<S>& w) {
     const S* fu = static_cast<const S*>(p.fu);
     const S gain = (S)p.gain, slope = (S)p.slope, clamp = (S)p.clamp;
     const int64_t zs = zl.stride;
@@ -474,14 +476,15 @@ void flrelu_z_band(const sg::FilteredLreluParams& p, const ZLayout& zl, const S*
     std::pair<int64_t, int64_t> span = tap_span(zrows, zy0, zy0 + nz);  // clipped taps: input rows only
     int64_t iy0 = span.first, ni = span.second - span.first + 1;
     w.h.resize(std::max<int64_t>(ni, 0) * zs);
-    w.xb.resize(p.inw);
+    w.xb.assign(xbw, (S)0);  // the biased row between padl and xbw - padl - inw zeros
     w.acc.resize(std::max(zs, p.outw));
     for (int64_t i = 0; i < ni; i++) {
         const S* src = plane + (iy0 + i) * p.xsh;
+        S* xb = w.xb.data() + padl;
         if (p.xsw == 1)
-            row_add(w.xb.data(), src, p.inw, bias);
+            row_add(xb, src, p.inw, bias);
         else
-            for (int64_t ix = 0; ix < p.inw; ix++) w.xb[ix] = src[ix * p.xsw] + bias;
+            for (int64_t ix = 0; ix < p.inw; ix++) xb[ix] = src[ix * p.xsw] + bias;
         flrelu_up_row_runs(w.xb.data(), runs, zl, fu, p.fuw, p.flip, p.up, w.acc.data(), w.h.data() + i * zs, w);
     }
     S* acc = w.acc.data();
@@ -562,7 +565,15 @@ void filtered_lrelu_loop(const sg::FilteredLreluParams& p) {
     for (int64_t i = 0; i < p.zw; i++) zcols[i] = sg::upfirdn2d_axis_taps(i, p.up, 1, p.padx0, p.inw, p.fuw);
     int64_t band = std::min<int64_t>(p.outh, std::max<int64_t>(16, 16384 / p.outw));
     int64_t bands = (p.outh + band - 1) / band;
-    std::vector<ColumnRun> runs = column_runs(zcols, p.up, 1);
+    // The x-pass's runs over the input row zero-padded to [lo, hi]: every column's taps unclipped.
+    std::vector<sg::AxisTaps> ucols(p.zw);
+    int64_t lo = 0, hi = p.inw - 1;
+    for (int64_t i = 0; i < p.zw; i++) {
+        ucols[i] = sg::upfirdn2d_axis_taps_unclipped(i, p.up, 1, p.padx0, p.fuw);
+        if (ucols[i].n > 0) lo = std::min(lo, ucols[i].i0), hi = std::max(hi, ucols[i].i0 + ucols[i].n - 1);
+    }
+    for (sg::AxisTaps& t : ucols) t.i0 -= lo;
+    std::vector<ColumnRun> runs = column_runs(ucols, p.up, 1);
     const ZLayout zl(p.zw, p.down);
     at::parallel_for(0, p.n * p.c * bands, 1, [&](int64_t begin, int64_t end) {
         FlreluScratch<S> w;
@@ -571,7 +582,8 @@ void filtered_lrelu_loop(const sg::FilteredLreluParams& p) {
             int64_t c = nc % p.c, n = nc / p.c;
             int64_t zy0 = oy0 * p.down, nz = (oy1 - 1) * p.down + p.fdh - zy0;
             w.z.resize(nz * zl.stride);
-            flrelu_z_band<S>(p, zl, x + n * p.xsn + c * p.xsc, b ? b[c] : (S)0, zy0, nz, zrows, zcols, runs, w);
+            flrelu_z_band<S>(p, zl, x + n * p.xsn + c * p.xsc, b ? b[c] : (S)0, zy0, nz, zrows, zcols, runs, -lo,
+                             hi - lo + 1, w);
             flrelu_down_band<S>(p, zl, nz, oy0, oy1, w, y + n * p.ysn + c * p.ysc);
         }
     });
