@@ -19,6 +19,7 @@ import copy
 import torch
 import torch.nn.functional as F
 
+from stylegen.networks import sg3_winograd
 from stylegen.networks.inference import FrozenAffine
 from stylegen.ops import filtered_lrelu
 
@@ -59,7 +60,10 @@ class FrozenSynthesisLayer3(torch.nn.Module):
         else:
             scale = self.input_gain.expand(n, self.weight.shape[0])
         pad = spec.conv_kernel - 1
-        if n == 1:  # one image: fold both scales into the small weight tensor
+        plugin = sg3_winograd.plugin_for(x, styles) if spec.conv_kernel == 3 else None
+        if plugin is not None:  # CPU inference: Winograd, both scales in its transforms
+            y = sg3_winograd.conv3x3_full(plugin, x, self._winograd_weights(), styles, scale)
+        elif n == 1:  # one image: fold both scales into the small weight tensor
             wmod = self.weight * (scale.reshape(-1, 1) * styles.reshape(1, -1)).reshape(*self.weight.shape[:2], 1, 1)
             y = F.conv2d(x, wmod.to(x.dtype), padding=pad)
         else:  # a batch: one shared conv of the style-scaled activations, then the output scale
@@ -77,6 +81,12 @@ class FrozenSynthesisLayer3(torch.nn.Module):
             slope=self.slope,
             clamp=spec.conv_clamp,
         )
+
+    def _winograd_weights(self) -> torch.Tensor:
+        """The weights' Winograd transform [16, O, I], made on first use (not a buffer: CPU only)."""
+        if getattr(self, "_winograd", None) is None or self._winograd.device != self.weight.device:
+            self._winograd = sg3_winograd.winograd_weights(self.weight)
+        return self._winograd
 
     def extra_repr(self) -> str:
         s = self.spec

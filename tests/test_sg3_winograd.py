@@ -1,0 +1,85 @@
+"""Winograd F(2x2, 3x3) for the frozen StyleGAN3 layers: the CPU plugin's transforms + torch.bmm
+against a float64 direct convolution, and when the frozen layers take that path.
+
+Oracle: F.conv2d in float64 of the same scaled input and weights (padding 2, as StyleGAN3's).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stylegen import load_network
+from stylegen.networks import sg3_winograd
+
+import ops_helpers
+
+cpu_plugin = ops_helpers.cpu_plugin
+
+# (N, C, O, H, W): odd and even sizes (a last half tile), one pixel, several images.
+SHAPES = [(1, 1, 1, 1, 1), (2, 5, 7, 4, 5), (1, 16, 8, 9, 9), (3, 6, 4, 2, 7), (1, 64, 32, 21, 30), (2, 33, 17, 12, 1)]
+
+
+def _reference(x, w, s, d):
+    y = F.conv2d((x * s[:, :, None, None]).double(), w.double(), padding=2)
+    return y * d[:, :, None, None].double()
+
+
+@pytest.mark.parametrize("n, c, o, h, w", SHAPES)
+def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w):
+    g = torch.Generator().manual_seed(n * 1000 + c * 10 + h)
+    x = torch.randn([n, c, h, w], generator=g)
+    wt = torch.randn([o, c, 3, 3], generator=g) / (9 * c) ** 0.5
+    s, d = torch.rand([n, c], generator=g) + 0.5, torch.rand([n, o], generator=g) + 0.5
+    y = sg3_winograd.conv3x3_full(cpu_plugin, x, sg3_winograd.winograd_weights(wt), s, d)
+    want = _reference(x, wt, s, d)
+    assert y.shape == (n, o, h + 2, w + 2) and y.dtype == torch.float32
+    # float32 rounding of the transforms and GEMM: a few ulps of the sum of |products|
+    bound = _reference(x.abs(), wt.abs(), s, d).amax() * 2e-6
+    assert (y.double() - want).abs().max() <= bound
+
+
+def test_weight_transform_by_hand():
+    """G g G^T of a kernel with one 1 at (r, c): the outer product of G's columns r and c."""
+    G = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    for r in range(3):
+        for c in range(3):
+            w = torch.zeros([1, 1, 3, 3])
+            w[0, 0, r, c] = 1
+            u = sg3_winograd.winograd_weights(w).reshape(4, 4)
+            assert torch.equal(u, torch.outer(G[:, r], G[:, c]))
+    with pytest.raises(ValueError, match="3x3"):
+        sg3_winograd.winograd_weights(torch.zeros([1, 1, 1, 1]))
+
+
+@pytest.fixture(scope="module")
+def frozen_t(compat_dir):
+    return load_network(compat_dir / "sg3t_small.pkl").freeze()
+
+
+def _count_calls(monkeypatch) -> list:
+    calls = []
+    real = sg3_winograd.conv3x3_full
+    monkeypatch.setattr(sg3_winograd, "conv3x3_full", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_frozen_layers_use_it_for_inference(cpu_plugin, frozen_t, monkeypatch):
+    calls = _count_calls(monkeypatch)
+    ws = torch.randn([2, frozen_t.num_ws, frozen_t.w_dim])
+    with torch.no_grad():
+        frozen_t.synthesis(ws)
+    assert len(calls) == len(frozen_t.synthesis.layer_names) - 1  # every 3x3 layer; not the 1x1 RGB layer
+
+
+def test_not_with_gradients_or_the_reference_ops(cpu_plugin, frozen_t, monkeypatch):
+    calls = _count_calls(monkeypatch)
+    ws = torch.randn([1, frozen_t.num_ws, frozen_t.w_dim], requires_grad=True)
+    img = frozen_t.synthesis(ws)  # projection: a gradient w.r.t. ws
+    img.sum().backward()
+    assert ws.grad is not None and not calls
+    monkeypatch.setenv("STYLEGEN_OPS", "ref")
+    with torch.no_grad():
+        frozen_t.synthesis(ws.detach())
+    assert not calls
