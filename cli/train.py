@@ -60,8 +60,17 @@ def _progress_line(total_kimg: float):
 @click.option(
     "--batch-gpu", type=click.IntRange(min=1), help="Images per process and round (default: batch / processes)."
 )
-@click.option("--gamma", type=click.FloatRange(min=0), help="R1 weight (default: the preset's).")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate (default: the preset's).")
+@click.option(
+    "--gamma", type=click.FloatRange(min=0), help="R1 weight (default: the preset's; StyleGAN3: res**2 / 32768)."
+)
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate of G and D (default: the preset's)."
+)
+@click.option(
+    "--dlr",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Adam learning rate of D (default: --lr or the preset's).",
+)
 @click.option("--cbase", type=click.IntRange(min=1), help="Override the preset's channel_base.")
 @click.option("--cmax", type=click.IntRange(min=1), help="Override the preset's channel_max.")
 @click.option("--map-depth", type=click.IntRange(min=1), help="Override the preset's mapping layers.")
@@ -111,11 +120,14 @@ def _progress_line(total_kimg: float):
 @click.option("--quiet", is_flag=True, help="No progress line.")
 @library_errors
 def train(device, quiet, kimg, **kw):
-    """Train a generator on an image folder or zip (StyleGAN2-ADA recipe).
+    """Train a StyleGAN2 (ADA recipe) or StyleGAN3 generator on an image folder or zip.
 
     Runs unchanged under torchrun for several processes (gloo on CPU, nccl on GPU).
 
     Example: stylegen train --data fashion.zip --outdir runs/fashion --cfg cpu32 --kimg 50
+
+    StyleGAN3: --cfg stylegan3-t or stylegan3-r (NVIDIA's recipe; --resume takes their pickles),
+    or stylegan3-t-cpu32 / stylegan3-r-cpu32 for small runs on a CPU.
     """
     from stylegen.training import distributed
     from stylegen.training.loop import TrainingDiverged

@@ -24,7 +24,7 @@ from stylegen.training import distributed
 from stylegen.training.ada import AdaptiveP
 from stylegen.training.config import TrainConfig
 from stylegen.training.dataset import DatasetOptions, ImageDataset
-from stylegen.training.losses import LossConfig, StyleGAN2Loss
+from stylegen.training.losses import LossConfig, StyleGAN2Loss, blur_sigma, magnitude_emas
 from stylegen.training.setup import build_networks, make_augment, make_optimizers, restore
 from stylegen.training.snapshots import SnapshotWriter
 
@@ -66,9 +66,8 @@ def setup(cfg: TrainConfig, dist: distributed.Dist) -> TrainState:
     G, D, source = build_networks(cfg, dataset)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     augment = make_augment(cfg)
-    spec = cfg.spec
-    loss_cfg = LossConfig(r1_gamma=cfg.r1_gamma, pl_weight=spec.pl_weight, style_mixing_prob=spec.style_mixing_prob)
-    G_opt, D_opt = make_optimizers(cfg, G, D)
+    loss_cfg = loss_config(cfg, dataset.resolution, fine_tuning=source is not None and source.snapshot is None)
+    G_opt, D_opt = make_optimizers(cfg, G, D, loss_cfg.r1_gamma)
     st = TrainState(cfg, dist, dataset, G, G_ema, D, G_opt, D_opt, StyleGAN2Loss(G, D, loss_cfg, augment), augment)
     if augment is not None and cfg.aug == "ada":
         st.ada = AdaptiveP(cfg.batch_size, cfg.ada_target, cfg.ada_interval, cfg.ada_kimg, p=cfg.aug_p)
@@ -79,6 +78,19 @@ def setup(cfg: TrainConfig, dist: distributed.Dist) -> TrainState:
     st.loss.pl_mean = st.loss.pl_mean.to(dist.device)
     batch_gpu(st)  # refuse a bad split before anything is written
     return st
+
+
+def loss_config(cfg: TrainConfig, resolution: int, fine_tuning: bool) -> LossConfig:
+    """The preset's regularisers. Fine-tuning (weights only) starts without the blur of D's
+    inputs, as NVIDIA's --resume does: it is a fade-in for networks trained from scratch."""
+    spec = cfg.spec
+    return LossConfig(
+        r1_gamma=cfg.r1_gamma(resolution),
+        pl_weight=spec.pl_weight,
+        style_mixing_prob=spec.style_mixing_prob,
+        blur_init_sigma=0.0 if fine_tuning else spec.blur_sigma,
+        blur_fade_kimg=cfg.blur_fade_kimg,
+    )
 
 
 def batch_indices(st: TrainState) -> torch.Tensor:
@@ -117,7 +129,7 @@ def _phases(st: TrainState) -> list[tuple[str, str, int]]:
     if st.loss.cfg.pl_weight > 0 and st.step % cfg.pl_interval == 0:
         phases.append(("G", "reg", cfg.pl_interval))
     phases.append(("D", "main", 1))
-    if cfg.r1_gamma > 0 and st.step % cfg.r1_interval == 0:
+    if st.loss.cfg.r1_gamma > 0 and st.step % cfg.r1_interval == 0:
         phases.append(("D", "reg", cfg.r1_interval))
     return phases
 
@@ -223,6 +235,7 @@ def _check_finite(st: TrainState, stats: dict) -> None:
 def train_step(st: TrainState) -> dict:
     """One minibatch: G main, G reg (lazily), D main, D reg (lazily), EMA, ADA."""
     idx = batch_indices(st)
+    st.loss.blur_sigma = blur_sigma(st.loss.cfg, st.nimg)
     step_stats: dict[str, torch.Tensor] = {}
     for p, (net, kind, gain) in enumerate(_phases(st)):
         module, opt = (st.G, st.G_opt) if net == "G" else (st.D, st.D_opt)
@@ -237,6 +250,9 @@ def train_step(st: TrainState) -> dict:
             w_avg.copy_(stats.pop("w_mean").view_as(w_avg).lerp(w_avg, st.G.config.w_avg_beta))
         if (net, kind) == ("G", "reg"):
             st.loss.pl_mean.copy_(st.loss.pl_mean.lerp(stats.pop("pl_len_mean").squeeze(), st.loss.cfg.pl_decay))
+        if "magnitude_ema" in stats:  # StyleGAN3, D main: the batch average of the chunks' updates
+            for buf, value in zip(magnitude_emas(st.G), stats.pop("magnitude_ema")):
+                buf.copy_(value)
         step_stats.update({k: v.squeeze() for k, v in stats.items() if v.numel() == 1})
     _update_ema(st)
     _update_ada(st, step_stats)
@@ -247,7 +263,7 @@ def train_step(st: TrainState) -> dict:
 @torch.no_grad()
 def _update_ema(st: TrainState) -> None:
     """G_ema = lerp(G, G_ema, beta) with the half-life in kimg (ramped up early in training)."""
-    ema_nimg = st.cfg.spec.ema_kimg * 1000
+    ema_nimg = st.cfg.ema_kimg * 1000
     if st.cfg.spec.ema_rampup is not None:
         ema_nimg = min(ema_nimg, (st.nimg + st.cfg.batch_size) * st.cfg.spec.ema_rampup)
     beta = 0.5 ** (st.cfg.batch_size / max(ema_nimg, 1e-8))

@@ -93,6 +93,7 @@ class SnapshotWriter:
             "D_opt": st.D_opt.state_dict(),
             "ada": st.ada.state_dict() if st.ada is not None else None,
             "pl_mean": st.loss.pl_mean.detach().cpu().clone(),
+            "blur_init_sigma": st.loss.cfg.blur_init_sigma,
             "augment_p": float(st.augment.p) if st.augment is not None else None,
             "config": st.cfg.to_dict(),
         }
