@@ -373,6 +373,57 @@ SG_ROW_CLONES void row_fir(S* __restrict__ out, int64_t n, const S* __restrict__
     }
 }
 
+// out[m] = sum_a (sum_k w[a * cols + k] * src[a * cols + k][m]), k ascending into a row sum, the
+// rows (a ascending) into the total: row_fir per row added row by row, bit for bit, in one pass.
+template <typename S>
+SG_ROW_CLONES void row_fir_rows(S* __restrict__ out, int64_t n, const S* __restrict__ w,
+                                const S* const* __restrict__ src, int rows, int cols) {
+    typedef S V __attribute__((vector_size(64), aligned(sizeof(S)), may_alias));
+    constexpr int L = 64 / sizeof(S);
+    int64_t m = 0;
+    for (; m + 4 * L <= n; m += 4 * L) {
+        V a0 = {}, a1 = {}, a2 = {}, a3 = {};
+        for (int r = 0; r < rows; r++) {
+            V h0 = {}, h1 = {}, h2 = {}, h3 = {};
+            for (int k = 0; k < cols; k++) {
+                const V* x = reinterpret_cast<const V*>(src[r * cols + k] + m);
+                const S wk = w[r * cols + k];
+                h0 += wk * x[0];
+                h1 += wk * x[1];
+                h2 += wk * x[2];
+                h3 += wk * x[3];
+            }
+            a0 += h0;
+            a1 += h1;
+            a2 += h2;
+            a3 += h3;
+        }
+        V* o = reinterpret_cast<V*>(out + m);
+        o[0] = a0;
+        o[1] = a1;
+        o[2] = a2;
+        o[3] = a3;
+    }
+    for (; m + L <= n; m += L) {
+        V a0 = {};
+        for (int r = 0; r < rows; r++) {
+            V h0 = {};
+            for (int k = 0; k < cols; k++) h0 += w[r * cols + k] * *reinterpret_cast<const V*>(src[r * cols + k] + m);
+            a0 += h0;
+        }
+        *reinterpret_cast<V*>(out + m) = a0;
+    }
+    for (; m < n; m++) {
+        S a = 0;
+        for (int r = 0; r < rows; r++) {
+            S h = 0;
+            for (int k = 0; k < cols; k++) h += w[r * cols + k] * src[r * cols + k][m];
+            a += h;
+        }
+        out[m] = a;
+    }
+}
+
 // z[m] = act(up_gain(acc[m])): the end of flrelu_up_rows' sum and the activation, a row at a time.
 template <typename S>
 SG_ROW_CLONES void flrelu_act_row(S* __restrict__ z, const S* __restrict__ acc, int64_t n, int up, S gain, S slope,
@@ -392,7 +443,7 @@ void axpy_any(S* acc, int64_t n, S w, const S* x, int64_t s) {
 // Scratch buffers of one thread's tasks.
 template <typename S>
 struct FlreluScratch {
-    std::vector<S> xb, h, z, v, acc, acc2, taps;
+    std::vector<S> xb, h, z, v, acc, taps;
     std::vector<const S*> src;
 
     // Room for n taps in `taps` and `src`.
@@ -523,7 +574,6 @@ void flrelu_down_band(const sg::FilteredLreluParams& p, const ZLayout& zl, int64
     const S* z = w.z.data();
     int64_t zy0 = oy0 * p.down;
     w.acc.resize(std::max(zl.stride, p.outw));
-    w.acc2.resize(p.outw);
     if (p.fd_sep) {
         w.v.resize(nz * p.outw);
         for (int64_t r = 0; r < nz; r++) flrelu_down_row(p, zl, z + r * zl.stride, fd, w.v.data() + r * p.outw, w);
@@ -539,14 +589,17 @@ void flrelu_down_band(const sg::FilteredLreluParams& p, const ZLayout& zl, int64
                 src[a] = w.v.data() + (oy * p.down + a - zy0) * p.outw;
             }
             row_fir(acc, p.outw, taps.data(), src.data(), p.fdh);
-        } else {
-            std::fill(acc, acc + p.outw, (S)0);
+        } else {  // a 2-D fd: every (row, tap) of the window in one pass, summed row by row
+            w.reserve_taps(p.fdh * p.fdw);
             for (int a = 0; a < p.fdh; a++) {
-                int64_t r = oy * p.down + a - zy0;
-                flrelu_down_row(p, zl, z + r * zl.stride, sg::flrelu_row(fd, a, p.fdh, p.fdw, false, p.flip),
-                                w.acc2.data(), w);
-                row_axpy(acc, p.outw, (S)1, w.acc2.data());
+                const S* zrow = z + (oy * p.down + a - zy0) * zl.stride;
+                const S* frow = sg::flrelu_row(fd, a, p.fdh, p.fdw, false, p.flip);
+                for (int k = 0; k < p.fdw; k++) {
+                    w.taps[a * p.fdw + k] = frow[sg::flrelu_tap(k, p.fdw, p.flip)];
+                    w.src[a * p.fdw + k] = zrow + (k % p.down) * zl.len + k / p.down;
+                }
             }
+            row_fir_rows(acc, p.outw, w.taps.data(), w.src.data(), p.fdh, p.fdw);
         }
         if (acc != yrow)
             for (int64_t ox = 0; ox < p.outw; ox++) yrow[ox * p.ysw] = acc[ox];
