@@ -1,4 +1,4 @@
-"""`stylegen project`: find the ws of a real image (StyleGAN2 projection, LPIPS)."""
+"""`stylegen project`: find the ws of a real image (StyleGAN2 / StyleGAN3 projection, LPIPS)."""
 
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ from stylegen.cli import common
 @common.library_errors
 def project(network, target, steps, w_plus, seed, outdir, save_video, distance, vgg, device):
     """Project IMG into the network: optimise w (or ws with --w-plus) and the noise maps to
-    minimise a perceptual distance, as the StyleGAN2 paper's projector (1000 steps).
+    minimise a perceptual distance, as the StyleGAN2 paper's projector (1000 steps). StyleGAN3
+    networks have no noise maps: only w (or ws) is optimised.
 
     ws.npz has the format of `sample --save-ws` (seeds -1 = projected), so `stylegen mix
     --network PKL --fine OUTDIR/ws.npz` uses the projected image as a destination.
@@ -61,8 +62,6 @@ def project(network, target, steps, w_plus, seed, outdir, save_video, distance, 
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
     G = stylegen.load_network(path).to(device).eval()
-    if is_stylegan3(G):  # no noise maps; a later task
-        raise common.CLIError(f"--network {path}: projection into StyleGAN3 networks is not supported yet")
     if G.c_dim:  # refused here, before the distance network is built and the progress bar shows
         raise common.CLIError(
             f"--network {path}: projection of conditional networks (c_dim={G.c_dim}) is not supported"
@@ -77,8 +76,8 @@ def project(network, target, steps, w_plus, seed, outdir, save_video, distance, 
         )
     written = projection.write_projection(outdir, result, image, save_video, network=path)
     click.echo(f"Distance ({dist.name}) {result.distance_start:.4f} at the start -> {result.distance:.4f}")
-    click.echo(
-        f"PSNR {result.psnr_start:.2f} dB at the start -> {result.psnr:.2f} dB "
-        f"({result.psnr_stored_noise:.2f} dB re-rendered from ws.npz with the network's own noise)"
-    )
+    psnr = f"PSNR {result.psnr_start:.2f} dB at the start -> {result.psnr:.2f} dB"
+    if not is_stylegan3(G):  # StyleGAN3 has no noise: ws.npz alone renders proj.png
+        psnr += f" ({result.psnr_stored_noise:.2f} dB re-rendered from ws.npz with the network's own noise)"
+    click.echo(psnr)
     click.echo(f"Wrote {', '.join(p.name for p in written)} to {outdir}")

@@ -6,6 +6,9 @@ Appendix D, as NVIDIA's `projector.py` (stylegan2-ada-pytorch): start at w_avg e
 distance (LPIPS) plus a noise regulariser; Gaussian noise on w that ramps down, a learning rate
 that ramps up then down (cosine), and noise maps renormalised to zero mean, unit variance after
 every step.
+
+StyleGAN3 generators have no noise inputs: for them only w (or ws) is optimised, and the noise
+regulariser and renormalisation drop out; everything else is the same recipe.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from stylegen.formats.image_files import image_to_array, resize_image
 from stylegen.formats.images import make_grid, save_png, to_numpy_images
 from stylegen.formats.ws_file import save_ws_file
 from stylegen.metrics.perceptual import PerceptualDistance
+from stylegen.networks.sg3_generator import is_stylegan3
 
 
 @dataclass(frozen=True)
@@ -52,9 +56,9 @@ class Projection:
     """Result of `project`."""
 
     ws: torch.Tensor  # [1, num_ws, w_dim] float32, CPU
-    noise: dict[str, torch.Tensor]  # optimised noise_const buffers by synthesis buffer name
+    noise: dict[str, torch.Tensor]  # optimised noise_const buffers by synthesis buffer name ({} for StyleGAN3)
     image: np.ndarray  # uint8 [R, R, C]: ws rendered with the optimised noise
-    image_stored_noise: np.ndarray  # uint8 [R, R, C]: ws rendered with the network's own noise
+    image_stored_noise: np.ndarray  # uint8 [R, R, C]: ws rendered with the network's own noise (= image for StyleGAN3)
     psnr_start: float  # dB, the image at w_avg (step 0) vs the target
     psnr: float  # dB, `image` vs the target
     psnr_stored_noise: float  # dB, `image_stored_noise` vs the target
@@ -122,6 +126,17 @@ def learning_rate(step: int, cfg: ProjectConfig) -> float:
     return cfg.initial_learning_rate * ramp * min(1.0, t / cfg.lr_rampup_length)
 
 
+def render(G: torch.nn.Module, ws: torch.Tensor) -> torch.Tensor:
+    """G.synthesis(ws) with the noise buffers as they are, on a path that back-propagates into them.
+
+    StyleGAN2: fused_modconv=True, the plain autograd path (the cached inference path ignores
+    noise gradients). StyleGAN3 has neither noise nor that option.
+    """
+    if is_stylegan3(G):
+        return G.synthesis(ws, noise_mode="const")
+    return G.synthesis(ws, noise_mode="const", fused_modconv=True)
+
+
 def _for_distance(img: torch.Tensor, cfg: ProjectConfig) -> torch.Tensor:
     if img.shape[-1] > cfg.max_distance_resolution:
         size = (cfg.max_distance_resolution, cfg.max_distance_resolution)
@@ -141,7 +156,8 @@ def project(
 
     distance.embed(img) / distance.distance(e0, e1) (see `stylegen.metrics.perceptual`), or any callable
     distance(img0, img1) -> [N], on images in ~[-1, 1]. G is left unchanged (a copy's noise
-    buffers are optimised). progress(step, loss) is called after each step.
+    buffers are optimised; a StyleGAN3 G has none, and its input transform is used as it is).
+    progress(step, loss) is called after each step.
     """
     if G.c_dim:
         raise InputError(f"projection of conditional networks (c_dim={G.c_dim}) is not supported")
@@ -176,10 +192,11 @@ def project(
             group["lr"] = learning_rate(step, cfg)
         w_noise = torch.randn(w_opt.shape, generator=gen).to(device) * w_noise_scale
         ws = (w_opt + w_noise).expand(-1, G_opt.num_ws, -1)  # [1, num_ws, w_dim]
-        # fused_modconv: the plain autograd path (the cached inference path ignores noise gradients).
-        synth = G_opt.synthesis(ws, noise_mode="const", fused_modconv=True)
+        synth = render(G_opt, ws)
         dist = measure(synth)
-        loss = dist.sum() + cfg.regularize_noise_weight * noise_regularization(list(noise_bufs.values()))
+        loss = dist.sum()
+        if noise_bufs:  # StyleGAN3: no noise maps, no regulariser
+            loss = loss + cfg.regularize_noise_weight * noise_regularization(list(noise_bufs.values()))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -202,7 +219,7 @@ def _finish(G, G_opt, w_opt, noise_bufs, target_np, start, measure, frames, keep
     psnr_start, dist_start = start
     ws = w_opt.detach().expand(-1, G.num_ws, -1).contiguous()
     with torch.no_grad():
-        final = G_opt.synthesis(ws, noise_mode="const", fused_modconv=True)
+        final = render(G_opt, ws)
         dist_end = float(measure(final).sum())
         image = to_numpy_images(final)[0]
         stored = to_numpy_images(G.synthesis(ws, noise_mode="const"))[0]
