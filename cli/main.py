@@ -96,11 +96,11 @@ def _write_help(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Write every command's --help text to DIR/<command>.txt and exit.",
 )
 def main():
-    """StyleGAN2-family generators: sample images, mix styles, project images, compute metrics,
+    """StyleGAN2 and StyleGAN3 generators: sample images, mix styles, project images, compute metrics,
     train, inspect and convert networks.
 
-    Networks: stylegen snapshots, NVIDIA stylegan2-ada-pytorch and stylegan3 pickles (StyleGAN3
-    generators: sample, info and convert so far; mix, project and train not yet), NVIDIA's
+    Networks: stylegen snapshots, NVIDIA stylegan2-ada-pytorch and stylegan3 pickles (StyleGAN3-T
+    and -R generators too, in every command), NVIDIA's
     TensorFlow StyleGAN2(-ADA) pickles, and rosinality/stylegan2-pytorch checkpoints; nothing
     from a file is executed while reading it. Runs on the CPU when no GPU is present.
     """

@@ -130,5 +130,5 @@ class Generator3(MappedGenerator):
 
 
 def is_stylegan3(G: torch.nn.Module) -> bool:
-    """True for a StyleGAN3 generator (what mix, project and training do not support yet)."""
+    """True for a StyleGAN3 generator (mix, project and training take their StyleGAN3 paths on it)."""
     return isinstance(G, Generator3)
