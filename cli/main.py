@@ -17,6 +17,7 @@ import click
 
 from stylegen.cli.common import one_line
 from stylegen.cli.convert import convert
+from stylegen.cli.directions import directions
 from stylegen.cli.doctor import doctor
 from stylegen.cli.info import info
 from stylegen.cli.metrics import metrics
@@ -24,6 +25,7 @@ from stylegen.cli.mix import mix
 from stylegen.cli.project import project
 from stylegen.cli.sample import sample
 from stylegen.cli.train import dataset, train
+from stylegen.cli.video import video
 
 # Fixed help width: `--help` reads the same on every terminal, so docs/cli_help can be compared.
 HELP_WIDTH = 100
@@ -106,7 +108,7 @@ def main():
     """
 
 
-for _command in (sample, mix, project, metrics, info, convert, train, dataset, doctor):
+for _command in (sample, mix, project, metrics, info, convert, train, dataset, doctor, video, directions):
     main.add_command(_command)
 
 

@@ -45,6 +45,26 @@ class Degrees(click.ParamType):
         return deg
 
 
+class EditSpec(click.ParamType):
+    """'FILE:K:S': a directions file of `stylegen directions`, a direction index K and a strength S."""
+
+    name = "FILE:K:S"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, int, float]:
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).rsplit(":", 2)  # FILE may hold colons (a Windows drive)
+        try:
+            path, k, strength = parts[0], int(parts[1]), float(parts[2])
+        except (IndexError, ValueError):
+            self.fail(f"{value!r}: expected FILE:K:S, e.g. 'dirs.npz:0:2.5'", param, ctx)
+        if k < 0 or not math.isfinite(strength):
+            self.fail(f"{value!r}: K must be a direction index >= 0 and S a finite strength", param, ctx)
+        if not Path(path).is_file():
+            self.fail(f"{value!r}: no such file {path!r}", param, ctx)
+        return path, k, strength
+
+
 @click.command("sample", short_help="Generate one PNG per seed.")
 @common.network_option
 @click.option("--seeds", type=common.SEEDS, required=True, help="Seeds, e.g. '0-99' or '1,5,7-9'.")
@@ -80,6 +100,14 @@ class Degrees(click.ParamType):
     default=None,
     help="StyleGAN3 only: turn the images by DEG degrees counter-clockwise about their centre.",
 )
+@click.option(
+    "--edit",
+    "edits",
+    type=EditSpec(),
+    multiple=True,
+    help="Move along direction K of a directions file (`stylegen directions`) with strength S, "
+    "at that file's ws, after truncation; repeatable (the moves add up).",
+)
 @common.device_option
 @click.option(
     "--save-ws",
@@ -99,6 +127,7 @@ def sample(
     batch,
     translate,
     rotate,
+    edits,
     device,
     save_ws,
 ):
@@ -109,6 +138,9 @@ def sample(
 
     StyleGAN3 networks can rotate, then translate their images (--rotate, --translate): the
     same pixels as NVIDIA's gen_images.py with those options.
+
+    --edit FILE:K:S adds S times direction K to the ws the file names, after truncation (so the
+    truncation does not shrink the move); --save-ws writes the moved ws.
     """
     import stylegen
 
@@ -116,13 +148,14 @@ def sample(
     path = common.resolve_network(network, "--network")
     G = stylegen.load_network(path)
     _check_transform_options(G, translate, rotate)
+    edit_list = load_edits(edits, G, path)
     G = G.to(device).freeze()
     if translate is not None or rotate is not None:
         G.synthesis.set_input_transform(translate or (0.0, 0.0), rotate or 0.0)
     c = common.class_labels(G, class_idx, 1, device)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    images, all_ws = generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir)
+    images, all_ws = generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir, edit_list)
     if grid:
         save_png(outdir / "grid.png", make_grid(images))
     if save_ws:
@@ -152,13 +185,29 @@ def _check_transform_options(G, translate, rotate) -> None:
         )
 
 
-def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir):
-    """Run G over the seeds in batches, writing each PNG as soon as it exists.
+def load_edits(edits, G, network: str) -> list:
+    """--edit values -> [(Directions, K, S)], each file checked against the network (sha256, shapes)."""
+    from stylegen.editing.directions import check_network, load_directions
+
+    out = []
+    for path, k, strength in edits:
+        d = load_directions(path)
+        check_network(d, G, network, source=path)
+        if k >= len(d):
+            raise click.BadParameter(f"{path}:{k}: the file holds directions 0-{len(d) - 1}", param_hint="'--edit'")
+        out.append((d, k, strength))
+    return out
+
+
+def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir, edits=()):
+    """Run G over the seeds in batches, writing each PNG as soon as it exists; `edits`
+    [(Directions, K, S)] move the (truncated) ws before synthesis.
 
     Returns (uint8 [H, W, C] images, ws [N, num_ws, w_dim] on the CPU).
     """
     import torch
 
+    from stylegen.editing.directions import apply_edits
     from stylegen.editing.mixing import ws_from_seeds
 
     images, all_ws = [], []
@@ -169,6 +218,8 @@ def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, 
         for start in starts:
             chunk = seeds[start : start + batch]
             ws = ws_from_seeds(G, chunk, truncation_psi, truncation_cutoff, c)
+            if edits:
+                ws = apply_edits(ws, edits)
             imgs = to_numpy_images(G.synthesis(ws, noise_mode=noise_mode))
             for seed, im in zip(chunk, imgs):
                 save_png(outdir / f"seed{seed:04d}.png", im)
