@@ -1,10 +1,12 @@
-"""Side-by-side runs against NVIDIA's stylegan2-ada-pytorch, imported from a checkout, never copied.
+"""Side-by-side runs against NVIDIA's stylegan2-ada-pytorch (and stylegan3), imported from a checkout, never copied.
 
 Every peer number in docs/benchmarks.md comes from the same process as ours: NVIDIA's networks are
 imported from `--nvidia-repo DIR` (their `training.networks`, `training.loss`, `torch_utils`,
 `dnnlib`; on the CPU their custom ops run their reference path), our networks get their weights
 (parameter names are identical), the outputs are checked to agree, and the two are timed
-alternating (A B A B ...) so a burst of load from other processes hits both alike.
+alternating (A B A B ...) so a burst of load from other processes hits both alike. StyleGAN3
+(bench/sg3.py) comes from a stylegan3 checkout via `import_nvidia_sg3`, its weights reach ours
+through a pickle read by our loader.
 """
 
 from __future__ import annotations
@@ -30,14 +32,12 @@ from stylegen.networks.discriminator import Discriminator, DiscriminatorConfig
 from stylegen.networks.generator import Generator, GeneratorConfig
 
 
-def add_nvidia_option(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument(
-        "--nvidia-repo",
-        type=Path,
-        required=required,
-        metavar="DIR",
-        help="checkout of NVlabs/stylegan2-ada-pytorch to import the peer from (e.g. /work/nvidia-sg2ada)",
-    )
+def add_nvidia_option(
+    parser: argparse.ArgumentParser,
+    required: bool = True,
+    help_text: str = "checkout of NVlabs/stylegan2-ada-pytorch to import the peer from (e.g. /work/nvidia-sg2ada)",
+) -> None:
+    parser.add_argument("--nvidia-repo", type=Path, required=required, metavar="DIR", help=help_text)
 
 
 def fail(message: str) -> None:
@@ -72,6 +72,52 @@ def import_nvidia(repo: Path) -> types.SimpleNamespace:
     except ImportError as e:
         fail(f"--nvidia-repo {repo}: cannot import NVIDIA's code: {e}")
     return types.SimpleNamespace(networks=networks, loss=loss, misc=misc, repo=repo.resolve())
+
+
+def shim_pkg_resources() -> None:
+    """Stand-ins for what their stylegan3 code imports from packages a current venv may lack.
+
+    Their conv2d_gradfix / grid_sample_gradfix import `pkg_resources.parse_version` (setuptools,
+    absent here): packaging's parser compares versions the same way. dnnlib.util imports
+    `distutils.util.strtobool` (gone from Python 3.12), used only by command-line helpers.
+    """
+    try:
+        importlib.import_module("pkg_resources")
+    except ImportError:
+        from packaging.version import parse
+
+        shim = types.ModuleType("pkg_resources")
+        shim.parse_version = parse
+        sys.modules["pkg_resources"] = shim
+    try:
+        importlib.import_module("distutils.util")
+    except ImportError:
+        distutils, util = types.ModuleType("distutils"), types.ModuleType("distutils.util")
+        util.strtobool = lambda v: {"y": 1, "yes": 1, "t": 1, "true": 1, "on": 1, "1": 1}.get(str(v).lower(), 0)
+        distutils.util = util
+        sys.modules.update({"distutils": distutils, "distutils.util": util})
+
+
+def import_nvidia_sg3(repo: Path) -> types.SimpleNamespace:
+    """Their StyleGAN3 `training.networks_stylegan3` and `torch_utils.ops.filtered_lrelu`, from `repo`.
+
+    Their stylegan2-ada-pytorch and stylegan3 checkouts both define the top-level packages
+    `training`, `torch_utils` and `dnnlib`, so one process can import only one of them.
+    """
+    if not (repo / "training" / "networks_stylegan3.py").is_file() or not (repo / "torch_utils").is_dir():
+        fail(f"--nvidia-repo {repo}: not a stylegan3 checkout (no training/networks_stylegan3.py, torch_utils/)")
+    loaded = sys.modules.get("torch_utils")
+    if loaded is not None and not str(getattr(loaded, "__file__", "")).startswith(str(repo.resolve())):
+        fail(f"--nvidia-repo {repo}: another NVIDIA checkout's torch_utils is already imported ({loaded.__file__})")
+    apply_shims()
+    shim_pkg_resources()
+    sys.path.insert(0, str(repo.resolve()))
+    try:
+        networks = importlib.import_module("training.networks_stylegan3")
+        filtered_lrelu = importlib.import_module("torch_utils.ops.filtered_lrelu")
+    except ImportError as e:
+        fail(f"--nvidia-repo {repo}: cannot import NVIDIA's stylegan3 code: {e}")
+    return types.SimpleNamespace(networks=networks, filtered_lrelu=filtered_lrelu, repo=repo.resolve())
 
 
 def nvidia_generator_kwargs(cfg: GeneratorConfig) -> dict:
