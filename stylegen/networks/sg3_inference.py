@@ -63,6 +63,9 @@ class FrozenSynthesisLayer3(torch.nn.Module):
         plugin = sg3_winograd.plugin_for(x, styles) if spec.conv_kernel == 3 else None
         if plugin is not None:  # CPU inference: Winograd, both scales in its transforms
             y = sg3_winograd.conv3x3_full(plugin, x, self._winograd_weights(), styles, scale)
+        elif spec.conv_kernel == 1:  # -R and the RGB layer: a matrix product, no convolution machinery
+            wmod = self.weight.reshape(self.weight.shape[:2]).unsqueeze(0) * (scale.unsqueeze(2) * styles.unsqueeze(1))
+            y = torch.matmul(wmod.to(x.dtype), x.reshape(n, x.shape[1], -1)).reshape(n, -1, *x.shape[2:])
         elif n == 1:  # one image: fold both scales into the small weight tensor
             wmod = self.weight * (scale.reshape(-1, 1) * styles.reshape(1, -1)).reshape(*self.weight.shape[:2], 1, 1)
             y = F.conv2d(x, wmod.to(x.dtype), padding=pad)
