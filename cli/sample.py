@@ -65,6 +65,22 @@ class EditSpec(click.ParamType):
         return path, k, strength
 
 
+def transform_options(command):
+    """--translate X,Y and --rotate DEG (StyleGAN3 only; see _check_transform_options)."""
+    command = click.option(
+        "--rotate",
+        type=Degrees(),
+        default=None,
+        help="StyleGAN3 only: turn the images by DEG degrees counter-clockwise about their centre.",
+    )(command)
+    return click.option(
+        "--translate",
+        type=Translation(),
+        default=None,
+        help="StyleGAN3 only: move the images by X,Y image widths/heights (x right, y down), e.g. '0.3,-0.2'.",
+    )(command)
+
+
 @click.command("sample", short_help="Generate one PNG per seed.")
 @common.network_option
 @click.option("--seeds", type=common.SEEDS, required=True, help="Seeds, e.g. '0-99' or '1,5,7-9'.")
@@ -88,18 +104,7 @@ class EditSpec(click.ParamType):
     show_default=True,
     help="Images generated per forward pass.",
 )
-@click.option(
-    "--translate",
-    type=Translation(),
-    default=None,
-    help="StyleGAN3 only: move the images by X,Y image widths/heights (x right, y down), e.g. '0.3,-0.2'.",
-)
-@click.option(
-    "--rotate",
-    type=Degrees(),
-    default=None,
-    help="StyleGAN3 only: turn the images by DEG degrees counter-clockwise about their centre.",
-)
+@transform_options
 @click.option(
     "--edit",
     "edits",

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from stylegen.cli import common
-from stylegen.cli.sample import Degrees, Translation, _check_transform_options
+from stylegen.cli.sample import _check_transform_options, transform_options
 
 
 class GridSize(click.ParamType):
@@ -82,18 +82,7 @@ class GridSize(click.ParamType):
     metavar="RES|coarse|middle|fine|ws:LIST",
     help="With --fine-seeds: the styles that sweep, as `stylegen mix --split`.",
 )
-@click.option(
-    "--translate",
-    type=Translation(),
-    default=None,
-    help="StyleGAN3 only: move the images by X,Y image widths/heights (x right, y down), e.g. '0.3,-0.2'.",
-)
-@click.option(
-    "--rotate",
-    type=Degrees(),
-    default=None,
-    help="StyleGAN3 only: turn the images by DEG degrees counter-clockwise about their centre.",
-)
+@transform_options
 @click.option(
     "--fps",
     type=click.FloatRange(min=0, min_open=True),

@@ -112,3 +112,28 @@ def make_generator():
 def make_config():
     """Factory fixture: make_config(**overrides) -> tiny GeneratorConfig."""
     return tiny_config
+
+
+SG3_NETS = ["sg3t_small", "sg3r_small"]
+
+
+@pytest.fixture(scope="module", params=SG3_NETS)
+def sg3(request, compat_dir):
+    """One StyleGAN3 fixture (T, then R): its path, reference outputs (_ref.npz) and facts (.json)."""
+    import json
+
+    import numpy as np
+
+    name = request.param
+    with np.load(compat_dir / f"{name}_ref.npz") as d:
+        ref = {k: d[k] for k in d.files}
+    meta = json.loads((compat_dir / f"{name}.json").read_text())
+    return {"name": name, "path": compat_dir / f"{name}.pkl", "ref": ref, "meta": meta}
+
+
+@pytest.fixture(scope="module")
+def sg3_net(sg3):
+    """The fixture network, loaded once per module (tests copy or freeze it before changing it)."""
+    from stylegen import load_network
+
+    return load_network(sg3["path"])

@@ -19,25 +19,11 @@ from stylegen import load_network, seed_to_z, to_uint8
 from stylegen.networks.discriminator import Discriminator
 from stylegen.networks.sg3_generator import Generator3, Generator3Config
 
+from conftest import SG3_NETS as NETS
 from ops_helpers import cuda_plugin, needs_cuda
 
-NETS = ["sg3t_small", "sg3r_small"]
 ATOL = 1e-4  # FORMAT.md: images to 1e-4 max abs, uint8 within one level
 WS_ATOL = 1e-5
-
-
-@pytest.fixture(scope="module", params=NETS)
-def fixture(request, compat_dir):
-    name = request.param
-    with np.load(compat_dir / f"{name}_ref.npz") as d:
-        ref = {k: d[k] for k in d.files}
-    meta = json.loads((compat_dir / f"{name}.json").read_text())
-    return {"name": name, "path": compat_dir / f"{name}.pkl", "ref": ref, "meta": meta}
-
-
-@pytest.fixture(scope="module")
-def loaded(fixture):
-    return load_network(fixture["path"])
 
 
 def _close(got: torch.Tensor, want: np.ndarray, atol: float, what: str) -> None:
@@ -54,8 +40,8 @@ def _images(G, z, psi, transform=None, frozen=True):
         return ws, G.synthesis(ws, noise_mode="const")
 
 
-def test_loads_as_generator3(fixture, loaded):
-    G, meta = loaded, fixture["meta"]
+def test_loads_as_generator3(sg3, sg3_net):
+    G, meta = sg3_net, sg3["meta"]
     assert isinstance(G, Generator3) and not G.training
     assert not any(p.requires_grad for p in G.parameters())
     net = meta["network"]
@@ -71,64 +57,64 @@ def test_loads_as_generator3(fixture, loaded):
     assert n_params == meta["params"]["G"]
 
 
-def test_layer_specs_match_the_fixture_json(fixture, loaded):
-    for spec, want in zip(loaded.config.layers, fixture["meta"]["network"]["layers"]):
+def test_layer_specs_match_the_fixture_json(sg3, sg3_net):
+    for spec, want in zip(sg3_net.config.layers, sg3["meta"]["network"]["layers"]):
         assert spec.name == want["name"]
         for key in ("in_channels", "out_channels", "conv_kernel", "up_factor", "down_factor", "up_taps", "down_taps"):
             assert getattr(spec, key) == want[key], (spec.name, key)
         assert list(spec.in_size) == want["in_size"] and list(spec.out_size) == want["out_size"]
         assert list(spec.padding) == want["padding"] and spec.down_radial == want["down_radial"]
-        layer = getattr(loaded.synthesis, spec.name)
+        layer = getattr(sg3_net.synthesis, spec.name)
         assert abs(layer.magnitude_ema.item() - want["magnitude_ema"]) <= 1e-7
         for buf, shape in (("up_filter", want["up_filter_shape"]), ("down_filter", want["down_filter_shape"])):
             got = getattr(layer, buf)
             assert (got is None and shape is None) or list(got.shape) == shape, (spec.name, buf)
 
 
-def test_state_dict_names_are_nvidias(fixture, loaded):
+def test_state_dict_names_are_nvidias(sg3, sg3_net):
     from stylegen.formats.nvidia import collect_state, read_records
 
-    with open(fixture["path"], "rb") as f:
+    with open(sg3["path"], "rb") as f:
         state = collect_state(read_records(f)["G_ema"])
-    ours = loaded.state_dict()
+    ours = sg3_net.state_dict()
     assert set(ours) == set(state)
     assert all(torch.equal(ours[k], state[k]) for k in state)
 
 
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "trainable"])
-def test_reference_images(fixture, loaded, ops_impl, frozen):
+def test_reference_images(sg3, sg3_net, ops_impl, frozen):
     """Every seed and psi of the npz, identity transform, through STYLEGEN_OPS=ref and =cpu,
     in the inference form (G.freeze()) and in the trainable one."""
-    ref = fixture["ref"]
+    ref = sg3["ref"]
     z = torch.from_numpy(ref["z"])
-    assert torch.equal(torch.cat([seed_to_z(int(s), loaded.z_dim) for s in ref["seeds"]]), z)
+    assert torch.equal(torch.cat([seed_to_z(int(s), sg3_net.z_dim) for s in ref["seeds"]]), z)
     for p, psi in enumerate(ref["psis"]):
         assert ref["cutoffs"][p] < 0  # None
-        ws, img = _images(loaded, z, float(psi), frozen=frozen)
+        ws, img = _images(sg3_net, z, float(psi), frozen=frozen)
         _close(ws, ref["ws"][p], WS_ATOL, f"ws, psi {psi}")
         _close(img, ref["images"][p], ATOL, f"images, psi {psi}")
         diff = (to_uint8(img).int() - to_uint8(torch.from_numpy(ref["images"][p])).int()).abs().max()
         assert diff <= 1, f"uint8 images, psi {psi}: {diff} levels"
 
 
-def test_transformed_images(fixture, loaded):
+def test_transformed_images(sg3, sg3_net):
     """synthesis.input.transform = the npz's inverse transform (translate 0.3, -0.2, rotate 20 degrees)."""
-    ref = fixture["ref"]
+    ref = sg3["ref"]
     z = torch.from_numpy(ref["z"])
     for p, psi in enumerate(ref["psis"]):
-        _, img = _images(loaded, z, float(psi), transform=ref["transform"])
+        _, img = _images(sg3_net, z, float(psi), transform=ref["transform"])
         _close(img, ref["images_transformed"][p], ATOL, f"transformed images, psi {psi}")
-    assert torch.equal(loaded.synthesis.input.transform, torch.eye(3)), "freeze() must copy, not share"
+    assert torch.equal(sg3_net.synthesis.input.transform, torch.eye(3)), "freeze() must copy, not share"
 
 
 @needs_cuda
 @pytest.mark.parametrize("frozen", [True, False], ids=["frozen", "trainable"])
-def test_reference_images_on_cuda(fixture, loaded, monkeypatch, frozen):
+def test_reference_images_on_cuda(sg3, sg3_net, monkeypatch, frozen):
     """GPU machines: the CUDA plugin (STYLEGEN_OPS=cuda) gives NVIDIA's pixels, transform included."""
     cuda_plugin()
     monkeypatch.setenv("STYLEGEN_OPS", "cuda")
-    ref = fixture["ref"]
-    G = (loaded.freeze() if frozen else copy.deepcopy(loaded).eval()).to("cuda")
+    ref = sg3["ref"]
+    G = (sg3_net.freeze() if frozen else copy.deepcopy(sg3_net).eval()).to("cuda")
     G.synthesis.input.transform.copy_(torch.from_numpy(ref["transform"]))
     z = torch.from_numpy(ref["z"]).cuda()
     with torch.inference_mode():
@@ -136,12 +122,12 @@ def test_reference_images_on_cuda(fixture, loaded, monkeypatch, frozen):
     _close(img.cpu(), ref["images_transformed"][0], ATOL, "transformed images on cuda")
 
 
-def test_probes_layer_by_layer(fixture, loaded):
+def test_probes_layer_by_layer(sg3, sg3_net):
     """The first 4 channels of the input and of every layer, seeds[0], psi 1 (finds the first layer that differs)."""
-    ref = fixture["ref"]
-    syn = loaded.synthesis
+    ref = sg3["ref"]
+    syn = sg3_net.synthesis
     with torch.inference_mode():
-        ws = loaded.mapping(torch.from_numpy(ref["z"][:1]), None).unbind(dim=1)
+        ws = sg3_net.mapping(torch.from_numpy(ref["z"][:1]), None).unbind(dim=1)
         x = syn.input(ws[0])
         _close(x[0, :4], ref["probe_input"], ATOL, "probe_input")
         for name, w in zip(syn.layer_names, ws[1:]):
@@ -149,36 +135,36 @@ def test_probes_layer_by_layer(fixture, loaded):
             _close(x[0, :4], ref[f"probe_{name}"], ATOL, f"probe_{name}")
 
 
-def test_generator_call_and_single_images(fixture, loaded):
+def test_generator_call_and_single_images(sg3, sg3_net):
     """G(z) equals the batched reference, one image at a time (the style normalisation spans the batch)."""
-    ref = fixture["ref"]
+    ref = sg3["ref"]
     with torch.inference_mode():
         for i in (0, 4):
-            img = loaded(torch.from_numpy(ref["z"][i : i + 1]), truncation_psi=0.7, noise_mode="random")
+            img = sg3_net(torch.from_numpy(ref["z"][i : i + 1]), truncation_psi=0.7, noise_mode="random")
             _close(img[0], ref["images"][1][i], ATOL, f"G(z) seed {ref['seeds'][i]}")
 
 
-def test_freeze_is_an_eval_copy(loaded):
-    frozen = loaded.freeze()
-    assert frozen is not loaded and isinstance(frozen, Generator3) and not frozen.training
+def test_freeze_is_an_eval_copy(sg3_net):
+    frozen = sg3_net.freeze()
+    assert frozen is not sg3_net and isinstance(frozen, Generator3) and not frozen.training
     assert not any(p.requires_grad for p in frozen.parameters())
-    assert frozen.synthesis.input.weight.data_ptr() != loaded.synthesis.input.weight.data_ptr()
-    layer = getattr(frozen.synthesis, loaded.synthesis.layer_names[0])
+    assert frozen.synthesis.input.weight.data_ptr() != sg3_net.synthesis.input.weight.data_ptr()
+    layer = getattr(frozen.synthesis, sg3_net.synthesis.layer_names[0])
     with pytest.raises(ValueError, match="update_emas"):
-        frozen.synthesis(torch.zeros([1, loaded.num_ws, loaded.w_dim]), update_emas=True)
+        frozen.synthesis(torch.zeros([1, sg3_net.num_ws, sg3_net.w_dim]), update_emas=True)
     with torch.no_grad():  # a later edit of G does not reach the frozen form
         before = layer.weight.clone()
-        getattr(loaded.synthesis, loaded.synthesis.layer_names[0]).weight.mul_(2)
-        getattr(loaded.synthesis, loaded.synthesis.layer_names[0]).weight.div_(2)
+        getattr(sg3_net.synthesis, sg3_net.synthesis.layer_names[0]).weight.mul_(2)
+        getattr(sg3_net.synthesis, sg3_net.synthesis.layer_names[0]).weight.div_(2)
     assert torch.equal(layer.weight, before)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_frozen_form_matches_the_trainable_one(loaded, batch):
+def test_frozen_form_matches_the_trainable_one(sg3_net, batch):
     """Both of the frozen layer's paths (one image: scales in the weights; a batch: around a shared conv),
     the batch-wide style normalisation included, and the gradient w.r.t. ws (projection needs it)."""
-    z = torch.randn([batch, loaded.z_dim], generator=torch.Generator().manual_seed(batch))
-    G, frozen = copy.deepcopy(loaded).eval(), loaded.freeze()
+    z = torch.randn([batch, sg3_net.z_dim], generator=torch.Generator().manual_seed(batch))
+    G, frozen = copy.deepcopy(sg3_net).eval(), sg3_net.freeze()
     ws = G.mapping(z, None).detach()
     with torch.no_grad():
         want = G.synthesis(ws)
@@ -192,26 +178,26 @@ def test_frozen_form_matches_the_trainable_one(loaded, batch):
     assert (ws_f.grad - ws_t.grad).norm() <= 1e-3 * ws_t.grad.norm()
 
 
-def test_config_round_trips(loaded):
-    cfg = loaded.config
+def test_config_round_trips(sg3_net):
+    cfg = sg3_net.config
     assert Generator3Config.from_dict(cfg.to_dict()) == cfg
 
 
-def test_our_snapshot_round_trips(loaded, fixture, tmp_path):
+def test_our_snapshot_round_trips(sg3_net, sg3, tmp_path):
     """save_network / load_network (what `stylegen convert` writes) keep the network and its pixels."""
-    stylegen.save_network(tmp_path / "sg3.pkl", G_ema=loaded)
+    stylegen.save_network(tmp_path / "sg3.pkl", G_ema=sg3_net)
     G = load_network(tmp_path / "sg3.pkl")
-    assert isinstance(G, Generator3) and G.config == loaded.config
-    ref = fixture["ref"]
+    assert isinstance(G, Generator3) and G.config == sg3_net.config
+    ref = sg3["ref"]
     with torch.inference_mode():
         _close(G(torch.from_numpy(ref["z"][:2])), ref["images"][0][:2], ATOL, "images after a round trip")
 
 
-def test_bad_ws_and_noise_mode_are_refused(loaded):
+def test_bad_ws_and_noise_mode_are_refused(sg3_net):
     with pytest.raises(ValueError, match="ws must be"):
-        loaded.synthesis(torch.zeros([1, loaded.num_ws - 1, loaded.w_dim]))
+        sg3_net.synthesis(torch.zeros([1, sg3_net.num_ws - 1, sg3_net.w_dim]))
     with pytest.raises(ValueError, match="noise_mode"):
-        loaded.synthesis(torch.zeros([1, loaded.num_ws, loaded.w_dim]), noise_mode="bogus")
+        sg3_net.synthesis(torch.zeros([1, sg3_net.num_ws, sg3_net.w_dim]), noise_mode="bogus")
 
 
 @pytest.mark.parametrize("name", NETS)

@@ -7,7 +7,6 @@ shifts of the Fourier features worked out by hand.
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -15,12 +14,11 @@ import pytest
 import torch
 from cli_helpers import OFFICIAL, ok, png, usage_error
 
-from stylegen import load_network, to_uint8
+from stylegen import to_uint8
 from stylegen.errors import InputError
 from stylegen.networks.sg3_design import design_config3, init_generator3
 from stylegen.networks.sg3_synthesis import image_transform
 
-NETS = ["sg3t_small", "sg3r_small"]
 TRANSLATE, ROTATE = (0.3, -0.2), 20.0  # the fixtures' transform_params
 ATOL = 1e-4  # FORMAT.md: images to 1e-4 max abs, uint8 within one level
 FEATURE_ATOL = 1e-5  # sin of a differently rounded phase: |arg| <~ 2 pi * 4, float32
@@ -31,22 +29,8 @@ def _ref_ops(monkeypatch):
     monkeypatch.setenv("STYLEGEN_OPS", os.environ.get("STYLEGEN_OPS", "ref"))
 
 
-@pytest.fixture(scope="module", params=NETS)
-def fixture(request, compat_dir):
-    name = request.param
-    with np.load(compat_dir / f"{name}_ref.npz") as d:
-        ref = {k: d[k] for k in d.files}
-    meta = json.loads((compat_dir / f"{name}.json").read_text())
-    return {"name": name, "path": compat_dir / f"{name}.pkl", "ref": ref, "meta": meta}
-
-
-@pytest.fixture(scope="module")
-def loaded(fixture):
-    return load_network(fixture["path"])
-
-
-def test_matrix_is_gen_images(fixture):
-    ref, meta = fixture["ref"], fixture["meta"]["transform"]
+def test_matrix_is_gen_images(sg3):
+    ref, meta = sg3["ref"], sg3["meta"]["transform"]
     assert (tuple(meta["translate"]), meta["rotate_degrees"]) == (TRANSLATE, ROTATE)
     inv = np.linalg.inv(image_transform(TRANSLATE, ROTATE))
     np.testing.assert_allclose(inv, ref["transform"], rtol=0, atol=1e-15)
@@ -56,11 +40,11 @@ def test_matrix_is_gen_images(fixture):
     np.testing.assert_allclose(image_transform(TRANSLATE, ROTATE), hand, rtol=0, atol=1e-15)
 
 
-def test_transformed_images(fixture, loaded):
+def test_transformed_images(sg3, sg3_net):
     """set_input_transform((0.3, -0.2), 20) stores NVIDIA's buffer and gives its images_transformed
     (one seed at psi 1, one at 0.7; test_sg3_networks covers every seed with the copied buffer)."""
-    ref = fixture["ref"]
-    G = loaded.freeze()
+    ref = sg3["ref"]
+    G = sg3_net.freeze()
     G.synthesis.set_input_transform(translate=TRANSLATE, rotate=ROTATE)
     assert torch.equal(G.synthesis.input.transform, torch.from_numpy(ref["transform"]).float())
     z = torch.from_numpy(ref["z"])
