@@ -330,14 +330,8 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
 #define SG_ROW_CLONES
 #endif
 
-// acc[m] += w * x[m]: upfirdn2d_axpy at stride 1.
-template <typename S>
-SG_ROW_CLONES void row_axpy(S* __restrict__ acc, int64_t n, S w, const S* __restrict__ x) {
-    for (int64_t m = 0; m < n; m++) acc[m] += w * x[m];
-}
-
 // out[m] = sum_k w[k] * src[k][m], k ascending from 0: the sums of a zero fill followed by one
-// row_axpy per tap, bit for bit, with blocks of outputs held in (GCC vector) registers across
+// upfirdn2d_axpy per tap, bit for bit, with blocks of outputs held in (GCC vector) registers across
 // the taps. Lane by lane the same multiply-then-add in the same order as the scalar tail.
 template <typename S>
 SG_ROW_CLONES void row_fir(S* __restrict__ out, int64_t n, const S* __restrict__ w, const S* const* __restrict__ src,
@@ -429,15 +423,6 @@ template <typename S>
 SG_ROW_CLONES void flrelu_act_row(S* __restrict__ z, const S* __restrict__ acc, int64_t n, int up, S gain, S slope,
                                   S clamp) {
     for (int64_t m = 0; m < n; m++) z[m] = sg::flrelu_act(sg::flrelu_up_gain(acc[m], up), gain, slope, clamp);
-}
-
-// upfirdn2d_axpy, the stride-1 case through the vectorised clones.
-template <typename S>
-void axpy_any(S* acc, int64_t n, S w, const S* x, int64_t s) {
-    if (s == 1)
-        row_axpy(acc, n, w, x);
-    else
-        sg::upfirdn2d_axpy(acc, n, w, x, s);
 }
 
 // Scratch buffers of one thread's tasks.
@@ -578,17 +563,16 @@ void flrelu_down_band(const sg::FilteredLreluParams& p, const ZLayout& zl, int64
         w.v.resize(nz * p.outw);
         for (int64_t r = 0; r < nz; r++) flrelu_down_row(p, zl, z + r * zl.stride, fd, w.v.data() + r * p.outw, w);
     }
-    std::vector<S> taps(p.fdh);
-    std::vector<const S*> src(p.fdh);
     for (int64_t oy = oy0; oy < oy1; oy++) {
         S* yrow = yplane + oy * p.ysh;
         S* acc = p.ysw == 1 ? yrow : w.acc.data();  // a contiguous output row is summed in place
         if (p.fd_sep) {
+            w.reserve_taps(p.fdh);
             for (int a = 0; a < p.fdh; a++) {
-                taps[a] = fd[sg::flrelu_tap(a, p.fdh, p.flip)];
-                src[a] = w.v.data() + (oy * p.down + a - zy0) * p.outw;
+                w.taps[a] = fd[sg::flrelu_tap(a, p.fdh, p.flip)];
+                w.src[a] = w.v.data() + (oy * p.down + a - zy0) * p.outw;
             }
-            row_fir(acc, p.outw, taps.data(), src.data(), p.fdh);
+            row_fir(acc, p.outw, w.taps.data(), w.src.data(), p.fdh);
         } else {  // a 2-D fd: every (row, tap) of the window in one pass, summed row by row
             w.reserve_taps(p.fdh * p.fdw);
             for (int a = 0; a < p.fdh; a++) {
