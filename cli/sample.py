@@ -1,4 +1,4 @@
-"""`stylegen sample`: images for a list of seeds, one `seed%04d.png` each."""
+"""`stylegen sample`: images for a list of seeds (one `seed%04d.png` each) or the rows of a ws file."""
 
 from __future__ import annotations
 
@@ -81,9 +81,21 @@ def transform_options(command):
     )(command)
 
 
-@click.command("sample", short_help="Generate one PNG per seed.")
+WS_FILE = click.Path(exists=True, dir_okay=False)
+
+
+@click.command("sample", short_help="Generate one PNG per seed (or per ws file row).")
 @common.network_option
-@click.option("--seeds", type=common.SEEDS, required=True, help="Seeds, e.g. '0-99' or '1,5,7-9'.")
+@click.option("--seeds", type=common.SEEDS, default=None, help="Seeds, e.g. '0-99' or '1,5,7-9'.")
+@click.option(
+    "--ws",
+    "ws_file",
+    type=WS_FILE,
+    default=None,
+    metavar="FILE",
+    help="Instead of --seeds: render the ws stored in a ws file (`sample --save-ws`, `project`), as "
+    "they are (already truncated: no --trunc, --trunc-cutoff, --class).",
+)
 @common.generation_options
 @click.option(
     "--outdir",
@@ -117,12 +129,13 @@ def transform_options(command):
 @click.option(
     "--save-ws",
     is_flag=True,
-    help="Also write ws.npz: the ws of every seed (see docs/cli.md).",
+    help="Also write ws.npz: the ws of every image, after --edit (see docs/cli.md).",
 )
 @common.library_errors
 def sample(
     network,
     seeds,
+    ws_file,
     truncation_psi,
     truncation_cutoff,
     noise_mode,
@@ -136,19 +149,24 @@ def sample(
     device,
     save_ws,
 ):
-    """Generate one image per seed: OUTDIR/seed0000.png, ...
+    """Generate one image per seed: OUTDIR/seed0000.png, ...; or, with --ws FILE, one per row of
+    a ws file: seed%04d.png for rows with a seed, <file stem><row>.png for those without
+    (projected photos).
 
     z = stylegen.seed_to_z(seed, z_dim) (NVIDIA's RandomState convention), so the same seed
-    gives the same image as NVIDIA's generate.py with --noise-mode const.
+    gives the same image as NVIDIA's generate.py with --noise-mode const. A ws file of
+    `sample --save-ws` gives back the very images of its seeds.
 
     StyleGAN3 networks can rotate, then translate their images (--rotate, --translate): the
     same pixels as NVIDIA's gen_images.py with those options.
 
     --edit FILE:K:S adds S times direction K to the ws the file names, after truncation (so the
-    truncation does not shrink the move); --save-ws writes the moved ws.
+    truncation does not shrink the move), for seeds and ws files alike; --save-ws writes the
+    moved ws.
     """
     import stylegen
 
+    check_one_source(seeds, ws_file)
     device = common.resolve_device(device)
     path = common.resolve_network(network, "--network")
     G = stylegen.load_network(path)
@@ -157,25 +175,92 @@ def sample(
     G = G.to(device).freeze()
     if translate is not None or rotate is not None:
         G.synthesis.set_input_transform(translate or (0.0, 0.0), rotate or 0.0)
-    c = common.class_labels(G, class_idx, 1, device)
+    if ws_file is None:
+        c = common.class_labels(G, class_idx, 1, device)
+        rows = SeedRows(G, seeds, truncation_psi, truncation_cutoff, c, class_idx)
+    else:
+        rows = FileRows(G, ws_file, path)
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    images, all_ws = generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir, edit_list)
+    images, all_ws = generate(G, rows, noise_mode, batch, outdir, edit_list)
     if grid:
         save_png(outdir / "grid.png", make_grid(images))
     if save_ws:
         from stylegen.formats.ws_file import save_ws_file
 
-        save_ws_file(
-            outdir / "ws.npz",
-            all_ws,
-            seeds,
-            truncation_psi=truncation_psi,
-            truncation_cutoff=truncation_cutoff,
-            class_idx=class_idx,
-            network=path,
+        save_ws_file(outdir / "ws.npz", all_ws, rows.seeds, network=path, **rows.recorded)
+    click.echo(f"Wrote {len(rows.names)} image(s) to {outdir}")
+
+
+def check_one_source(seeds, ws_file) -> None:
+    """Exactly one of --seeds and --ws; with --ws, no truncation or class options (the stored ws
+    already hold theirs, so those would be silently ignored)."""
+    if seeds is not None and ws_file is not None:
+        raise click.UsageError("--seeds and --ws exclude each other: give seeds to draw, or a ws file to render")
+    if seeds is None and ws_file is None:
+        raise click.UsageError(
+            "give --seeds SEEDS (e.g. '0-7') or --ws FILE (a ws file of `sample --save-ws` / `project`)"
         )
-    click.echo(f"Wrote {len(seeds)} image(s) to {outdir}")
+    if ws_file is not None:
+        given = given_options(truncation_psi="--trunc", truncation_cutoff="--trunc-cutoff", class_idx="--class")
+        if given:
+            raise click.BadParameter(
+                f"the ws of --ws {ws_file} already hold their truncation and class; leave {given[0]} out",
+                param_hint=f"'{given[0]}'",
+            )
+
+
+def given_options(**names: str) -> list[str]:
+    """The options among `names` (parameter name -> option) given on the command line."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    return [opt for name, opt in names.items() if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE]
+
+
+class SeedRows:
+    """Images drawn from seeds: ws by mapping and truncation, a batch at a time; named seed%04d."""
+
+    def __init__(self, G, seeds, truncation_psi, truncation_cutoff, c, class_idx):
+        self.G, self.seeds, self.c = G, list(seeds), c
+        self.psi, self.cutoff = truncation_psi, truncation_cutoff
+        self.names = [f"seed{s:04d}" for s in self.seeds]
+        self.recorded = {"truncation_psi": truncation_psi, "truncation_cutoff": truncation_cutoff}
+        self.recorded["class_idx"] = class_idx
+
+    def ws(self, start: int, stop: int):
+        from stylegen.editing.mixing import ws_from_seeds
+
+        return ws_from_seeds(self.G, self.seeds[start:stop], self.psi, self.cutoff, self.c)
+
+
+class FileRows:
+    """Images of a ws file's rows, as stored; named seed%04d, or `load_ws_file`'s row name for rows
+    without a seed. The truncation and class the file records are passed on to --save-ws."""
+
+    def __init__(self, G, ws_file, network: str):
+        import numpy as np
+
+        from stylegen.cli.mix import warn_if_made_elsewhere
+        from stylegen.editing.mixing import load_ws_file
+        from stylegen.formats.ws_file import read_ws_file
+
+        source = load_ws_file(ws_file, G)  # WsFileError (exit 2) unless it fits G
+        warn_if_made_elsewhere(ws_file, network)
+        self.all_ws = source.ws
+        self.seeds = [int(s) for s in read_ws_file(ws_file)[1]]
+        self.names = [f"seed{s:04d}" if s >= 0 else n for s, n in zip(self.seeds, source.names)]
+        with np.load(ws_file) as data:
+            psi = float(data["truncation_psi"]) if "truncation_psi" in data else 1.0
+            cutoff, class_idx = (int(data[k]) if k in data else -1 for k in ("truncation_cutoff", "class_idx"))
+        self.recorded = {
+            "truncation_psi": psi,
+            "truncation_cutoff": None if cutoff < 0 else cutoff,
+            "class_idx": None if class_idx < 0 else class_idx,
+        }
+
+    def ws(self, start: int, stop: int):
+        return self.all_ws[start:stop]
 
 
 def _check_transform_options(G, translate, rotate) -> None:
@@ -204,31 +289,29 @@ def load_edits(edits, G, network: str) -> list:
     return out
 
 
-def generate(G, seeds, c, truncation_psi, truncation_cutoff, noise_mode, batch, outdir, edits=()):
-    """Run G over the seeds in batches, writing each PNG as soon as it exists; `edits`
-    [(Directions, K, S)] move the (truncated) ws before synthesis.
+def generate(G, rows, noise_mode, batch, outdir, edits=()):
+    """Run G over `rows` (SeedRows / FileRows) in batches, writing each PNG (`rows.names`) as soon
+    as it exists; `edits` [(Directions, K, S)] move the (truncated) ws before synthesis.
 
     Returns (uint8 [H, W, C] images, ws [N, num_ws, w_dim] on the CPU).
     """
     import torch
 
     from stylegen.editing.directions import apply_edits
-    from stylegen.editing.mixing import ws_from_seeds
 
+    n = len(rows.names)
     images, all_ws = [], []
-    starts = range(0, len(seeds), batch)
-    show = len(starts) > 1
-    bar = common.progress(len(seeds), f"Generating {len(seeds)} images", show)
+    starts = range(0, n, batch)
+    bar = common.progress(n, f"Generating {n} images", len(starts) > 1)
     with torch.inference_mode(), bar:
         for start in starts:
-            chunk = seeds[start : start + batch]
-            ws = ws_from_seeds(G, chunk, truncation_psi, truncation_cutoff, c)
+            ws = rows.ws(start, start + batch)
             if edits:
                 ws = apply_edits(ws, edits)
             imgs = to_numpy_images(G.synthesis(ws, noise_mode=noise_mode))
-            for seed, im in zip(chunk, imgs):
-                save_png(outdir / f"seed{seed:04d}.png", im)
+            for name, im in zip(rows.names[start : start + batch], imgs):
+                save_png(outdir / f"{name}.png", im)
             images.extend(imgs)
             all_ws.append(ws.float().cpu())
-            bar.update(len(chunk))
+            bar.update(len(imgs))
     return images, torch.cat(all_ws)

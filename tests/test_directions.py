@@ -1,4 +1,4 @@
-"""SeFa editing directions: `stylegen directions`, `sample --edit`, and the library behind them.
+"""SeFa editing directions: `stylegen directions`, `sample --edit`, `sample --ws`, and the library behind them.
 
 Oracles: numpy's SVD of the style-affine weights stacked here straight from the state dict (rows
 normalised as SeFa's `factorize_weight` does); the ws layout of DESIGN.md (StyleGAN2 coarse =
@@ -20,6 +20,8 @@ import stylegen
 from stylegen.editing import directions as sefa
 from stylegen.editing.mixing import ws_from_seeds
 from stylegen.formats import bundled
+from stylegen.formats.images import to_numpy_images
+from stylegen.formats.ws_file import save_ws_file
 
 _ref_ops = cli_helpers._ref_ops
 nets = cli_helpers.nets
@@ -180,6 +182,95 @@ def test_sample_edit_sg3(tmp_path):
     plain = png(tmp_path / "plain" / "seed0005.png")
     assert np.array_equal(png(tmp_path / "zero" / "seed0005.png"), plain)
     assert not np.array_equal(png(tmp_path / "moved" / "seed0005.png"), plain)
+
+
+# ---------------------------------------------------------------------------------------------
+# sample --ws: the rows of a ws file instead of seeds
+
+
+@pytest.mark.parametrize("net", ["people", SG3T], ids=["people", "sg3t"])
+def test_sample_ws_round_trip_is_bit_identical(tmp_path, net):
+    """A `sample --save-ws` file gives back the very PNGs of its seeds (10 seeds: two batches)."""
+    ok(
+        "sample",
+        "--network",
+        net,
+        "--seeds",
+        "0-9",
+        "--trunc",
+        "0.7",
+        "--save-ws",
+        "--grid",
+        "--outdir",
+        tmp_path / "a",
+    )
+    ok("sample", "--network", net, "--ws", tmp_path / "a" / "ws.npz", "--save-ws", "--grid", "--outdir", tmp_path / "b")
+    names = [f"seed{s:04d}.png" for s in range(10)] + ["grid.png"]
+    assert sorted(p.name for p in (tmp_path / "b").glob("*.png")) == sorted(names)
+    for name in names:
+        assert np.array_equal(png(tmp_path / "b" / name), png(tmp_path / "a" / name)), name
+    with np.load(tmp_path / "a" / "ws.npz") as a, np.load(tmp_path / "b" / "ws.npz") as b:
+        assert sorted(a.files) == sorted(b.files)
+        for key in a.files:  # the ws, seeds, truncation and network carried over
+            assert np.array_equal(a[key], b[key]), key
+
+
+def _projected_file(path, G, network, seeds=None):
+    """A ws file as `project` writes it: ws off the seeds' (no seed, seeds = -1 by default)."""
+    ws = ws_from_seeds(G, [3, 4], 0.8) + 0.2 * torch.randn(
+        [2, G.num_ws, G.w_dim], generator=torch.Generator().manual_seed(0)
+    )
+    save_ws_file(path, ws, seeds, network=network)
+    return ws
+
+
+def test_sample_ws_projected_rows_are_named_by_file(tmp_path, people):
+    G = stylegen.load_network(people)
+    ws = _projected_file(tmp_path / "proj.npz", G, people)
+    ok("sample", "--network", people, "--ws", tmp_path / "proj.npz", "--outdir", tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["proj0.png", "proj1.png"]
+    with torch.inference_mode():
+        want = to_numpy_images(G.freeze().synthesis(ws, noise_mode="const"))  # one batch, as sample
+    assert np.array_equal(png(tmp_path / "out" / "proj1.png"), want[1])
+    _projected_file(tmp_path / "mixed.npz", G, people, seeds=[5, -1])  # a row with a seed keeps its name
+    ok("sample", "--network", people, "--ws", tmp_path / "mixed.npz", "--outdir", tmp_path / "mixed")
+    assert sorted(p.name for p in (tmp_path / "mixed").iterdir()) == ["mixed1.png", "seed0005.png"]
+
+
+def test_sample_ws_with_edit_is_apply_direction(tmp_path, people):
+    ok("directions", "--network", people, "--levels", "coarse", "--top", "2", "--out", tmp_path / "d.npz")
+    edit = f"{tmp_path / 'd.npz'}:1:2.5"
+    ok("sample", "--network", people, "--seeds", "0,7", "--trunc", "0.7", "--save-ws", "--outdir", tmp_path / "a")
+    ok("sample", "--network", people, "--seeds", "0,7", "--trunc", "0.7", "--edit", edit, "--outdir", tmp_path / "e")
+    ok("sample", "--network", people, "--ws", tmp_path / "a" / "ws.npz", "--edit", edit, "--save-ws",
+       "--outdir", tmp_path / "b")  # fmt: skip
+    stored = torch.from_numpy(np.load(tmp_path / "a" / "ws.npz")["ws"])
+    moved = sefa.apply_direction(stored, sefa.load_directions(tmp_path / "d.npz"), 1, 2.5)
+    assert np.array_equal(np.load(tmp_path / "b" / "ws.npz")["ws"], moved.numpy())
+    for seed in (0, 7):  # the same ws in the same batch as `sample --seeds --edit`
+        name = f"seed{seed:04d}.png"
+        assert np.array_equal(png(tmp_path / "b" / name), png(tmp_path / "e" / name))
+
+
+def test_sample_needs_exactly_one_source(tmp_path, people):
+    ok("sample", "--network", people, "--seeds", "0", "--save-ws", "--outdir", tmp_path)
+    f, out = tmp_path / "ws.npz", ["--outdir", tmp_path / "x"]
+    usage_error("sample", "--network", people, "--seeds", "0", "--ws", f, *out, match="--seeds and --ws")
+    line = usage_error("sample", "--network", people, *out, match="--seeds")
+    assert "--ws" in line
+    for option, value in (("--trunc", "0.5"), ("--trunc-cutoff", "4"), ("--class", "0")):
+        usage_error("sample", "--network", people, "--ws", f, option, value, *out, match=f"leave {option} out")
+    usage_error("sample", "--network", people, "--ws", tmp_path / "none.npz", *out, match="--ws")
+    assert not (tmp_path / "x").exists()
+
+
+def test_sample_ws_file_that_does_not_fit(tmp_path, people, nets):
+    ok("sample", "--network", nets["a"], "--seeds", "0,1", "--save-ws", "--outdir", tmp_path)  # w_dim 16
+    out = ["--outdir", tmp_path / "x"]
+    usage_error("sample", "--network", people, "--ws", tmp_path / "ws.npz", *out, match="do not fit the network")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    usage_error("sample", "--network", people, "--ws", tmp_path / "other.npz", *out, match="not a readable ws file")
+    assert not list((tmp_path / "x").glob("*.png"))
 
 
 # ---------------------------------------------------------------------------------------------

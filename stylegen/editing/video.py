@@ -19,16 +19,24 @@ Style-mixing video (Karras et al. 2019, Sec. 3.1): with `fine_seeds`, a cell's w
 levels follow the path while all others stay those of its fine seed, so e.g. the coarse styles
 (pose, face shape) sweep while the fine ones (colours) stay; a key frame equals the
 `stylegen mix` cell of that coarse seed and fine seed.
+
+Editing sweep (`EditSweep`): instead of a path between keys, every cell holds one base ws (a
+seed's, after truncation, or a ws file's row) and moves it along one SeFa direction
+(stylegen.editing.directions) with strength s_i = S sin(2 pi i / N) at frame i of N = 4 F:
+0 -> +S -> 0 -> -S -> back to 0, so frame 0 is the unedited image (`stylegen sample`'s) and
+frame F is `sample --edit FILE:K:S`'s. A loop has N frames; an open sweep N + 1, ending on 0.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from stylegen.editing.directions import Directions, apply_direction
 from stylegen.editing.mixing import mix_ws, select, ws_from_seeds
 from stylegen.errors import InputError
 from stylegen.formats.images import make_grid, to_numpy_images
@@ -188,11 +196,84 @@ def frame_ws(G: torch.nn.Module, cfg: VideoConfig, c: torch.Tensor | None = None
 def render_frames(G: torch.nn.Module, cfg: VideoConfig, c: torch.Tensor | None = None) -> Iterator[np.ndarray]:
     """Yield the video's frames one at a time: uint8 [rows * H, cols * W, 3] grids (grayscale
     networks repeated to RGB), each rendered only when asked for."""
+    return _render(G, frame_ws(G, cfg, c), cfg.cols, cfg.noise_mode)
+
+
+def _render(G: torch.nn.Module, frames: Iterator[torch.Tensor], cols: int, noise_mode: str) -> Iterator[np.ndarray]:
+    """Synthesize each frame's ws [cells, num_ws, w_dim] into one grid, as it is asked for."""
     with torch.inference_mode():
-        for ws in frame_ws(G, cfg, c):
-            images = to_numpy_images(G.synthesis(ws, noise_mode=cfg.noise_mode))  # [cells, H, W, C]
+        for ws in frames:
+            images = to_numpy_images(G.synthesis(ws, noise_mode=noise_mode))  # [cells, H, W, C]
             if images.shape[-1] == 1:
                 images = images.repeat(3, axis=-1)
             elif images.shape[-1] != 3:
                 raise InputError(f"cannot make a video of {images.shape[-1]}-channel images (1 or 3 channels)")
-            yield make_grid(list(images), cols=cfg.cols)
+            yield make_grid(list(images), cols=cols)
+
+
+# ---------------------------------------------------------------------------------------------
+# Editing sweeps
+
+
+@dataclass(frozen=True)
+class EditSweep:
+    """An editing video: each cell's base ws moves along direction k, s_i = S sin(2 pi i / N)."""
+
+    k: int  # direction index in the directions file
+    strength: float = 3.0  # S: the largest move, finite and > 0
+    frames_per_seed: int = 60  # F: frames from strength 0 to S; one period is N = 4 F frames
+    cols: int = 1  # grid columns
+    rows: int = 1  # grid rows; one base ws per cell, row-major
+    loop: bool = True  # N frames (the next would be frame 0), or N + 1 ending on strength 0
+    noise_mode: str = "const"
+
+    def __post_init__(self) -> None:
+        if self.cols < 1 or self.rows < 1:
+            raise InputError(f"grid {self.cols}x{self.rows}: needs at least one column and one row")
+        if self.k < 0 or self.frames_per_seed < 1:
+            raise InputError(f"direction {self.k} / {self.frames_per_seed} frames: need K >= 0 and at least 1 frame")
+        if not (math.isfinite(self.strength) and self.strength > 0):
+            raise InputError(f"edit strength {self.strength}: expected a finite number > 0")
+
+    @property
+    def num_cells(self) -> int:
+        return self.cols * self.rows
+
+    @property
+    def num_frames(self) -> int:
+        return 4 * self.frames_per_seed + (0 if self.loop else 1)
+
+    def check_bases(self, n: int, what: str) -> None:
+        """InputError unless n (the count of `what`, e.g. 'seed(s)') fills the grid, one per cell."""
+        if n != self.num_cells:
+            raise InputError(
+                f"{n} {what} for a {self.cols}x{self.rows} grid: an editing video takes one per cell ({self.num_cells})"
+            )
+
+    def strengths(self) -> np.ndarray:
+        """s_i = S sin(2 pi i / (4 F)) of every frame, float64 [num_frames].
+
+        Taken by quadrant, as sin of an angle in [0, pi/2], so s is exactly 0 at i = 0, 2F, 4F,
+        exactly +S / -S at i = F / 3F, and s_(N - i) = -s_i exactly.
+        """
+        f = self.frames_per_seed
+        i = np.arange(self.num_frames)
+        quadrant, r = (i // f) % 4, i % f
+        m = np.where(quadrant % 2 == 0, r, f - r)  # rising quadrants count up, falling ones down
+        sign = np.where(quadrant < 2, 1.0, -1.0)
+        return self.strength * sign * np.sin(0.5 * np.pi * m / f)
+
+
+def sweep_ws(base_ws: torch.Tensor, d: Directions, sweep: EditSweep) -> Iterator[torch.Tensor]:
+    """Yield, per frame, base_ws [cells, num_ws, w_dim] moved by s_i * direction `sweep.k` of d at
+    d's ws indices (`apply_direction`; frames of strength 0 are exact copies of base_ws)."""
+    assert base_ws.ndim == 3, tuple(base_ws.shape)
+    sweep.check_bases(base_ws.shape[0], "base ws")
+    for s in sweep.strengths():
+        yield apply_direction(base_ws, d, sweep.k, float(s))
+
+
+def render_sweep(G: torch.nn.Module, base_ws: torch.Tensor, d: Directions, sweep: EditSweep) -> Iterator[np.ndarray]:
+    """The editing video's frames one at a time, as `render_frames`: base_ws [cells, num_ws,
+    w_dim] on G's device (truncated seeds' ws, or a ws file's rows)."""
+    return _render(G, sweep_ws(base_ws, d, sweep), sweep.cols, sweep.noise_mode)
