@@ -20,6 +20,7 @@ setup(
         "stylegen.ops",
         "stylegen.cuda_ops",
         "stylegen.cli",
+        "stylegen.ui",
     ],
     package_dir={"stylegen.cuda_ops": "cuda_ops", "stylegen.cli": "cli"},
     package_data={
@@ -45,6 +46,11 @@ setup(
         "imageio>=2.30",
         "imageio-ffmpeg>=0.5",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # `stylegen ui`: the page (Gradio) and, for its tests, a browser driver (Debian's
+        # chromium + chromium-driver provide the browser; .ci/run installs them)
+        "ui": ["gradio>=5.0,<7"],
+        "test": ["pytest>=7", "gradio>=5.0,<7", "selenium>=4.20"],
+    },
     entry_points={"console_scripts": ["stylegen=stylegen.cli.main:main"]},
 )

@@ -25,6 +25,7 @@ from stylegen.cli.mix import mix
 from stylegen.cli.project import project
 from stylegen.cli.sample import sample
 from stylegen.cli.train import dataset, train
+from stylegen.cli.ui import ui
 from stylegen.cli.video import video
 
 # Fixed help width: `--help` reads the same on every terminal, so docs/cli_help can be compared.
@@ -108,7 +109,7 @@ def main():
     """
 
 
-for _command in (sample, mix, project, metrics, info, convert, train, dataset, doctor, video, directions):
+for _command in (sample, mix, project, metrics, info, convert, train, dataset, doctor, video, directions, ui):
     main.add_command(_command)
 
 

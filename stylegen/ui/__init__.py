@@ -1,0 +1,1 @@
+"""`stylegen ui`: a local web page over the library (docs/ui.md)."""
