@@ -260,12 +260,24 @@ def load_plugin(kind: str, verbose: bool = False) -> ModuleType:
         if result is None:
             try:
                 result = _build(kind, verbose)
+                if kind == "cpu" and os.environ.get("STYLEGEN_CPU_ISA"):
+                    _set_cpu_isa(result, os.environ["STYLEGEN_CPU_ISA"])
             except PluginUnavailable as e:
                 result = e
             _results[kind] = result
     if isinstance(result, PluginUnavailable):
         raise result
     return result
+
+
+def _set_cpu_isa(plugin: ModuleType, name: str) -> None:
+    """STYLEGEN_CPU_ISA=avx512|avx2|base: run filtered_lrelu's FIR loops as on a CPU with at most
+    that vector width (same bits; for benchmarks that stand in for another CPU). A width this CPU
+    lacks is an error naming the variable."""
+    try:
+        plugin.set_row_isa(name.strip().lower())
+    except RuntimeError as e:
+        raise ValueError(f"STYLEGEN_CPU_ISA={name}: {str(e).splitlines()[0]}") from None
 
 
 def loaded(kind: str) -> ModuleType | None:

@@ -113,6 +113,58 @@ def test_cpu_matches_reference_on_wide_rows(cpu_plugin, up, down, width, fu_k, f
         assert_close(g_c, g_r, "filtered_lrelu", "ref_cpu_grad", f"{name}, {what}")
 
 
+@pytest.fixture
+def row_isa():
+    """The plugin's FIR-loop variant setter; the widest variant is restored afterwards."""
+    from stylegen.cuda_ops import load_plugin
+
+    plugin = load_plugin("cpu")
+    yield plugin.set_row_isa
+    plugin.set_row_isa("auto")
+
+
+def test_cpu_fir_variants_give_the_same_bits(cpu_plugin, row_isa):
+    """Each vector width of the FIR loops (AVX-512, AVX2, baseline: each CPU runs its widest) computes
+    the same bits, values and gradients; a width this CPU lacks is refused."""
+    results = {}
+    for isa in ("base", "avx2", "avx512"):
+        try:
+            assert row_isa(isa) == isa
+        except RuntimeError as e:
+            assert f"this CPU has no {isa}" in str(e)
+            continue
+        results[isa] = []
+        for up, down, width, fu_k, fd_k in WIDE:
+            fu, fd = filt(fu_k, 31), filt(fd_k, 41)
+            x = randn([1, 2, 12, width], seed=51) * 3
+            kw = dict(up=up, down=down, padding=[3, 2, 8, 9], clamp=0.4, gain=SQRT2, slope=0.2)
+            results[isa].append(run_both(x, randn([2], seed=52), fu, fd, kw, seed=53)[1])
+    assert "base" in results
+    for isa, runs in results.items():
+        for got, want in zip(runs, results["base"]):
+            for g, w in zip(got, want):
+                assert torch.equal(g, w), isa
+    with pytest.raises(RuntimeError, match="expected auto, avx512, avx2 or base"):
+        row_isa("sse9")
+
+
+def test_stylegen_cpu_isa_chooses_the_variant(cpu_plugin, row_isa):
+    import types
+
+    from stylegen import cuda_ops
+
+    cuda_ops._set_cpu_isa(cpu_plugin, " BASE ")
+    assert row_isa("auto") in ("base", "avx2", "avx512")  # auto: back to the widest
+
+    def refuse(name):
+        raise RuntimeError("cpu isa: this CPU has no avx512 (widest: avx2)\nat ops_cpu.cpp")
+
+    with pytest.raises(
+        ValueError, match=r"^STYLEGEN_CPU_ISA=avx512: cpu isa: this CPU has no avx512 \(widest: avx2\)$"
+    ):
+        cuda_ops._set_cpu_isa(types.SimpleNamespace(set_row_isa=refuse), "avx512")
+
+
 def test_cpu_clamp_and_lrelu_are_active_in_the_grid(cpu_plugin):
     # The grid would prove little if no value were clamped or negative: check one cell does both.
     fu, fd = filt("1d-4", 30), filt("1d-3", 40)

@@ -321,23 +321,57 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
 // ------------------------------------------------------------------------------------------------
 // filtered_lrelu
 
-// The hot row loops are compiled for AVX-512, AVX2 and baseline x86-64, and the loader picks the
-// widest this CPU has (GCC's target_clones). Every loop is element by element with
-// -ffp-contract=off (no FMA, no reassociation), so each clone computes the same bits.
+// The hot row loops are compiled for AVX-512, AVX2 and baseline x86-64, and the widest this CPU
+// has runs. Every loop is element by element with -ffp-contract=off (no FMA, no reassociation),
+// so each variant computes the same bits. The simple loops are GCC target_clones; the two FIR
+// loops hold GCC vectors of exactly the variant's register width (a vector wider than the target's
+// registers is lowered through the stack: AVX2 code of 64-byte vectors ran 5-10x slower than
+// 32-byte ones), so they are one body per width, dispatched by `row_isa`.
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define SG_X86_VARIANTS 1
 #define SG_ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define SG_ROW_CLONES
 #endif
 
+// The FIR loops' variants: 0 = baseline (16-byte vectors), 1 = AVX2 (32), 2 = AVX-512 (64).
+int g_row_isa = -1;  // -1: not chosen yet
+
+int cpu_row_isa() {
+#ifdef SG_X86_VARIANTS
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f")) return 2;
+    if (__builtin_cpu_supports("avx2")) return 1;
+#endif
+    return 0;
+}
+
+int row_isa() {
+    if (g_row_isa < 0) g_row_isa = cpu_row_isa();
+    return g_row_isa;
+}
+
+// Choose the FIR loops' variant: "auto" (the widest this CPU has), "avx512", "avx2" or "base"; one
+// the CPU lacks is refused. Returns the variant now in use. For tests and benchmarks (each variant
+// gives the same bits); set before ops run, not while they run on other threads.
+std::string set_row_isa(const std::string& name) {
+    static const char* names[] = {"base", "avx2", "avx512"};
+    int want = name == "auto" ? cpu_row_isa() : name == "avx512" ? 2 : name == "avx2" ? 1 : name == "base" ? 0 : -1;
+    TORCH_CHECK(want >= 0, "cpu isa: expected auto, avx512, avx2 or base, got '", name, "'");
+    TORCH_CHECK(want <= cpu_row_isa(), "cpu isa: this CPU has no ", name, " (widest: ", names[cpu_row_isa()], ")");
+    g_row_isa = want;
+    return names[want];
+}
+
 // out[m] = sum_k w[k] * src[k][m], k ascending from 0: the sums of a zero fill followed by one
-// upfirdn2d_axpy per tap, bit for bit, with blocks of outputs held in (GCC vector) registers across
-// the taps. Lane by lane the same multiply-then-add in the same order as the scalar tail.
-template <typename S>
-SG_ROW_CLONES void row_fir(S* __restrict__ out, int64_t n, const S* __restrict__ w, const S* const* __restrict__ src,
-                           int taps) {
-    typedef S V __attribute__((vector_size(64), aligned(sizeof(S)), may_alias));  // unaligned loads
-    constexpr int L = 64 / sizeof(S);
+// upfirdn2d_axpy per tap, bit for bit, with blocks of outputs held in (GCC vector, VB bytes)
+// registers across the taps. Lane by lane the same multiply-then-add in the same order as the
+// scalar tail.
+template <typename S, int VB>
+__attribute__((always_inline)) inline void row_fir_body(S* __restrict__ out, int64_t n, const S* __restrict__ w,
+                                                        const S* const* __restrict__ src, int taps) {
+    typedef S V __attribute__((vector_size(VB), aligned(sizeof(S)), may_alias));  // unaligned loads
+    constexpr int L = VB / sizeof(S);
     int64_t m = 0;
     for (; m + 4 * L <= n; m += 4 * L) {
         V a0 = {}, a1 = {}, a2 = {}, a3 = {};
@@ -369,11 +403,11 @@ SG_ROW_CLONES void row_fir(S* __restrict__ out, int64_t n, const S* __restrict__
 
 // out[m] = sum_a (sum_k w[a * cols + k] * src[a * cols + k][m]), k ascending into a row sum, the
 // rows (a ascending) into the total: row_fir per row added row by row, bit for bit, in one pass.
-template <typename S>
-SG_ROW_CLONES void row_fir_rows(S* __restrict__ out, int64_t n, const S* __restrict__ w,
-                                const S* const* __restrict__ src, int rows, int cols) {
-    typedef S V __attribute__((vector_size(64), aligned(sizeof(S)), may_alias));
-    constexpr int L = 64 / sizeof(S);
+template <typename S, int VB>
+__attribute__((always_inline)) inline void row_fir_rows_body(S* __restrict__ out, int64_t n, const S* __restrict__ w,
+                                                             const S* const* __restrict__ src, int rows, int cols) {
+    typedef S V __attribute__((vector_size(VB), aligned(sizeof(S)), may_alias));
+    constexpr int L = VB / sizeof(S);
     int64_t m = 0;
     for (; m + 4 * L <= n; m += 4 * L) {
         V a0 = {}, a1 = {}, a2 = {}, a3 = {};
@@ -416,6 +450,51 @@ SG_ROW_CLONES void row_fir_rows(S* __restrict__ out, int64_t n, const S* __restr
         }
         out[m] = a;
     }
+}
+
+#ifdef SG_X86_VARIANTS
+template <typename S>
+__attribute__((target("avx512f"))) void row_fir_avx512(S* out, int64_t n, const S* w, const S* const* src, int taps) {
+    row_fir_body<S, 64>(out, n, w, src, taps);
+}
+template <typename S>
+__attribute__((target("avx2"))) void row_fir_avx2(S* out, int64_t n, const S* w, const S* const* src, int taps) {
+    row_fir_body<S, 32>(out, n, w, src, taps);
+}
+template <typename S>
+__attribute__((target("avx512f"))) void row_fir_rows_avx512(S* out, int64_t n, const S* w, const S* const* src,
+                                                            int rows, int cols) {
+    row_fir_rows_body<S, 64>(out, n, w, src, rows, cols);
+}
+template <typename S>
+__attribute__((target("avx2"))) void row_fir_rows_avx2(S* out, int64_t n, const S* w, const S* const* src, int rows,
+                                                       int cols) {
+    row_fir_rows_body<S, 32>(out, n, w, src, rows, cols);
+}
+#endif
+
+template <typename S>
+void row_fir(S* out, int64_t n, const S* w, const S* const* src, int taps) {
+#ifdef SG_X86_VARIANTS
+    switch (row_isa()) {
+        case 2: return row_fir_avx512(out, n, w, src, taps);
+        case 1: return row_fir_avx2(out, n, w, src, taps);
+        default: break;
+    }
+#endif
+    row_fir_body<S, 16>(out, n, w, src, taps);
+}
+
+template <typename S>
+void row_fir_rows(S* out, int64_t n, const S* w, const S* const* src, int rows, int cols) {
+#ifdef SG_X86_VARIANTS
+    switch (row_isa()) {
+        case 2: return row_fir_rows_avx512(out, n, w, src, rows, cols);
+        case 1: return row_fir_rows_avx2(out, n, w, src, rows, cols);
+        default: break;
+    }
+#endif
+    row_fir_rows_body<S, 16>(out, n, w, src, rows, cols);
 }
 
 // z[m] = act(up_gain(acc[m])): the end of flrelu_up_rows' sum and the activation, a row at a time.
@@ -783,4 +862,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("filtered_lrelu", &filtered_lrelu, "bias, upsample, FIR, lrelu * gain, clamp, FIR, downsample (fused)");
     m.def("winograd_f2_input", &winograd_f2_input, "Winograd F(2x2, 3x3) input transform of a padding-2 conv");
     m.def("winograd_f2_output", &winograd_f2_output, "Winograd F(2x2, 3x3) output transform, scaled per channel");
+    m.def("set_row_isa", &set_row_isa, "filtered_lrelu's FIR loops: auto / avx512 / avx2 / base (same bits; tests, benches)");
 }
