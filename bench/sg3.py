@@ -46,6 +46,10 @@ import stylegen  # noqa: E402
 from stylegen.ops import filtered_lrelu  # noqa: E402
 
 SECTION = "## StyleGAN3"
+# Set in the environment, these hold torch, MKL, oneDNN and our plugin to a narrower instruction set
+# (ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 STYLEGEN_CPU_ISA=avx2:
+# an AVX-512 machine standing in for an AVX2-only one); the table's command line records them.
+ISA_VARS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "STYLEGEN_CPU_ISA")
 COMMON = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_channels": 3, "mapping_kwargs": {"num_layers": 2}}
 R_ONLY = {"conv_kernel": 1, "use_radial_filters": True}  # what train.py adds for --cfg=stylegan3-r
 NETS = {  # train.py's -t / -r generator settings (their defaults for --cbase, --cmax, --map-depth)
@@ -346,10 +350,11 @@ def describe_nets(args) -> str:
 
 def table(gen: list, prof: list, ops: list, args, load_before: float, runtime: float) -> str:
     quick = " **--quick: small networks, one round; a smoke run, not the benchmark.**" if args.quick else ""
+    limits = " ".join(f"{k}={os.environ[k]}" for k in ISA_VARS if os.environ.get(k))
     lines = [
-        SECTION,
+        args.section,
         "",
-        f"`{_peer.command_line('bench/sg3.py')}`",
+        f"`{(limits + ' ') if limits else ''}{_peer.command_line('bench/sg3.py')}`",
         "",
         f"{_peer.machine_line()}. {_peer.load_note(load_before)} Whole run: {runtime:.0f} s.{quick}",
         "",
@@ -396,7 +401,8 @@ def table(gen: list, prof: list, ops: list, args, load_before: float, runtime: f
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _peer.add_nvidia_option(p, help_text="checkout of NVlabs/stylegan3 to import the peer from (e.g. /work/nvidia-sg3)")
-    p.add_argument("--out", type=Path, help=f"markdown file whose '{SECTION}' section is (re)written")
+    p.add_argument("--out", type=Path, help="markdown file whose --section is (re)written")
+    p.add_argument("--section", default=SECTION, help=f"heading of the section (default {SECTION!r})")
     p.add_argument("--reps", type=int, default=5, help="timed rounds of the whole generators (median)")
     p.add_argument(
         "--op-reps", type=int, default=2, help="timed rounds of the op alone (median; 2 keeps the run ~10 min)"

@@ -28,10 +28,11 @@ import _peer
 import torch
 
 SECTION = "## The page (stylegen ui)"
+TRUNCATIONS = [round(0.05 * k, 2) for k in range(31) if k != 20]  # the slider's values but the start (1.0)
 CONTROLS = {  # control -> (its number box, values)
     "seed": ("#seed input[type=number]", lambda i: 1000 + i),
     "direction 0": ("#dir0 input[type=number]", lambda i: (i % 8) - 3.5),
-    "truncation": ("#psi input[type=number]", lambda i: 0.5 + 0.05 * (i % 10)),
+    "truncation": ("#psi input[type=number]", lambda i: TRUNCATIONS[i]),
 }
 
 
@@ -120,8 +121,8 @@ def table(results: dict, shapes: dict, reps: int, load_before: float) -> str:
         "",
         "Slider to screen: the page served on 127.0.0.1 (`stylegen ui`'s server, in the bench's process), "
         "headless Debian Chromium on the same 2 cores, one slider's number box set as typing does, until the "
-        "new image is loaded and the frame that paints it begins (browser clock). Every seed is new (no cached ws); direction and "
-        f"truncation moves re-render from cached ws. {reps} changes per control after one warm-up; ms. Targets: "
+        "new image is loaded and the frame that paints it begins (browser clock). Every seed and truncation is new (a fresh "
+        f"mapping); direction moves re-use the cached ws. {reps} changes per control after one warm-up; ms. Targets: "
         "64 px under 100 ms, 256 px StyleGAN2 under 1000 ms. No peer runs here: NVIDIA's visualizer.py needs "
         "OpenGL and a GPU build.",
         "",
@@ -139,11 +140,16 @@ def table(results: dict, shapes: dict, reps: int, load_before: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reps", type=int, default=21)
+    ap.add_argument(
+        "--reps",
+        type=int,
+        default=21,
+        help="changes per control (at most 29: the truncation slider has 30 new values)",
+    )
     ap.add_argument("--out", type=Path, help="markdown file whose section is replaced")
     args = ap.parse_args()
-    if args.reps < 2:
-        _peer.fail(f"--reps {args.reps}: must be >= 2")
+    if not 2 <= args.reps <= len(TRUNCATIONS) - 1:
+        _peer.fail(f"--reps {args.reps}: must be in 2-{len(TRUNCATIONS) - 1}")
     from stylegen.cuda_ops import load_plugin
 
     load_plugin("cpu")  # a first build happens here, outside the timed runs

@@ -60,6 +60,13 @@ def _guard(outputs: int):
     return wrap
 
 
+def _shown(label: str, elem_id: str, height: int = IMAGE_HEIGHT) -> gr.Image:
+    """An output image: lossless PNG, enlarged without smoothing."""
+    return gr.Image(
+        format="png", label=label, interactive=False, height=height, elem_id=elem_id, elem_classes="sg-image"
+    )
+
+
 def _network_info(net) -> str:
     G = net.G
     family = "StyleGAN3" if net.is_stylegan3 else "StyleGAN2"
@@ -172,14 +179,7 @@ def build(studio: Studio, network: str | None = None) -> gr.Blocks:
                         ty = gr.Slider(-1, 1, value=0, step=0.01, label="translate y")
                         rot = gr.Slider(-180, 180, value=0, step=1, label="rotate (degrees)")
                 with gr.Column():
-                    image = gr.Image(
-                        format="png",
-                        label="Image",
-                        elem_id="image",
-                        elem_classes="sg-image",
-                        interactive=False,
-                        height=IMAGE_HEIGHT,
-                    )
+                    image = _shown("Image", "image")
                     explore_state = gr.State({})
                     with gr.Row():
                         buttons = [
@@ -211,30 +211,9 @@ def build(studio: Studio, network: str | None = None) -> gr.Blocks:
                     mix_btn = gr.Button("Mix", variant="primary", elem_id="mix_btn")
                 with gr.Column():
                     with gr.Row():
-                        src_img = gr.Image(
-                            format="png",
-                            label="Source",
-                            interactive=False,
-                            height=192,
-                            elem_id="src_image",
-                            elem_classes="sg-image",
-                        )
-                        dst_img = gr.Image(
-                            format="png",
-                            label="Destination",
-                            interactive=False,
-                            height=192,
-                            elem_id="dst_image",
-                            elem_classes="sg-image",
-                        )
-                    mixed = gr.Image(
-                        format="png",
-                        label="Mixed",
-                        interactive=False,
-                        elem_id="mixed",
-                        elem_classes="sg-image",
-                        height=IMAGE_HEIGHT,
-                    )
+                        src_img = _shown("Source", "src_image", height=192)
+                        dst_img = _shown("Destination", "dst_image", height=192)
+                    mixed = _shown("Mixed", "mixed")
                     mix_state = gr.State({})
                     with gr.Row():
                         mix_buttons = [
@@ -252,14 +231,7 @@ def build(studio: Studio, network: str | None = None) -> gr.Blocks:
                     w_plus = gr.Checkbox(label="W+ (one w per ws)")
                     project_btn = gr.Button("Project", variant="primary", elem_id="project_btn")
                 with gr.Column():
-                    projected = gr.Image(
-                        format="png",
-                        label="Projected",
-                        interactive=False,
-                        elem_id="projected",
-                        elem_classes="sg-image",
-                        height=IMAGE_HEIGHT,
-                    )
+                    projected = _shown("Projected", "projected")
                     project_state = gr.State({})
                     project_save = gr.Button("Save ws", size="sm", elem_id="project_save_ws")
                     project_file = gr.File(label="Download", interactive=False, elem_id="project_file", height=70)
