@@ -215,11 +215,15 @@ def test_page_projects_an_uploaded_photo(server, browser, tmp_path):
     _wait(lambda: _img_src(browser, "image"), "the page")
     _tab(browser, "Project")
     browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(photo))
-    _set_number(browser, "steps", 20)
+    _set_number(browser, "steps", 60)
     browser.find_element(By.ID, "project_btn").click()
+    progress = _wait(
+        lambda: "Projecting" in (t := browser.find_element(By.ID, "projected").text) and t, "the live progress"
+    )
+    assert "/60 steps" in progress, progress  # Gradio's bar: step / steps, elapsed
     _wait(lambda: _img_src(browser, "projected"), "the projected image")
     status = _wait(lambda: "projected 1" in (t := _status(browser)) and t, "the projection's result")
-    assert "PSNR" in status and "20 steps" in status
+    assert "PSNR" in status and "60 steps" in status
     _screenshot(browser, "ui-project")
 
 

@@ -246,9 +246,9 @@ def build(studio: Studio, network: str | None = None) -> gr.Blocks:
         mix_btn.click(
             mix, [net_box, dst_net, src_seed, dst_seed, split, mix_psi], [src_img, dst_img, mixed, mix_state, status]
         )
-        project_btn.click(
-            project, [net_box, upload, steps, distance, w_plus], [projected, project_state, photo, status]
-        )
+        project_outputs = [projected, project_state, photo, status]
+        project_inputs = [net_box, upload, steps, distance, w_plus]
+        project_btn.click(project, project_inputs, project_outputs, show_progress_on=projected)
         for btn, what in zip(buttons, ("png", "ws", "network")):
             btn.click(lambda s, w=what: save(s, w), [explore_state], [explore_file, status])
         for btn, what in zip(mix_buttons, ("png", "ws", "network")):
