@@ -71,10 +71,8 @@ def _wait(predicate, what: str):
 
 
 def _img_src(driver, elem_id: str) -> str | None:
-    from selenium.webdriver.common.by import By
-
-    imgs = driver.find_elements(By.CSS_SELECTOR, f"#{elem_id} img")
-    return imgs[0].get_attribute("src") if imgs else None
+    """The src of the image in `elem_id` (read in one script: Gradio re-renders its elements)."""
+    return driver.execute_script(f"const i = document.querySelector('#{elem_id} img'); return i ? i.src : null;")
 
 
 def _fetch_png(url: str) -> np.ndarray:
@@ -82,20 +80,59 @@ def _fetch_png(url: str) -> np.ndarray:
         return np.asarray(Image.open(io.BytesIO(r.read())))
 
 
-def _set_number(driver, elem_id: str, value) -> None:
-    """Type a value into the number box of a slider / number field, as a person would (then Tab)."""
+def _retry(action):
+    """Run a selenium action once more (twice at most) if Gradio re-rendered its element meanwhile."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(3):
+        try:
+            return action()
+        except StaleElementReferenceException:
+            if attempt == 2:
+                raise
+
+
+def _type(driver, selector: str, text) -> None:
+    """Select what the field `selector` holds and type `text` over it, as a person would."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
 
-    box = driver.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=number]")
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(str(value), Keys.TAB)
+    def action():
+        box = driver.find_element(By.CSS_SELECTOR, selector)
+        box.send_keys(Keys.CONTROL, "a")
+        box.send_keys(str(text))
+
+    _retry(action)
+
+
+def _press(driver, selector: str, key: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _retry(lambda: driver.find_element(By.CSS_SELECTOR, selector).send_keys(getattr(Keys, key)))
+
+
+def _click(driver, elem_id: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    _retry(lambda: driver.find_element(By.ID, elem_id).click())
+
+
+def _set_number(driver, elem_id: str, value) -> None:
+    """A slider's or number field's box: type the value, then Tab (the change event)."""
+    _type(driver, f"#{elem_id} input[type=number]", value)
+    _press(driver, f"#{elem_id} input[type=number]", "TAB")
 
 
 def _status(driver) -> str:
-    from selenium.webdriver.common.by import By
+    return _text(driver, "status")
 
-    return driver.find_element(By.ID, "status").text.strip()
+
+def _text(driver, elem_id: str) -> str:
+    """The visible text of `elem_id` (one script: no stale element between finding and reading)."""
+    return (
+        driver.execute_script(f"const e = document.getElementById('{elem_id}'); return e ? e.innerText : '';") or ""
+    ).strip()
 
 
 def _screenshot(driver, name: str) -> None:
@@ -113,8 +150,8 @@ def _sample_png(tmp_path: Path, seed: int, *extra) -> np.ndarray:
 def _tab(driver, name: str) -> None:
     from selenium.webdriver.common.by import By
 
-    tab = next(b for b in driver.find_elements(By.CSS_SELECTOR, "button[role=tab]") if b.text.strip() == name)
-    tab.click()
+    tabs = lambda: driver.find_elements(By.CSS_SELECTOR, "button[role=tab]")  # noqa: E731
+    _retry(lambda: next(b for b in tabs() if b.text.strip() == name).click())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,9 +190,8 @@ def test_page_mix_equals_the_mix_command(server, browser, tmp_path):
     _tab(browser, "Mix")
     _set_number(browser, "src_seed", 3)
     _set_number(browser, "dst_seed", 4)
-    from selenium.webdriver.common.by import By
 
-    browser.find_element(By.ID, "mix_btn").click()
+    _click(browser, "mix_btn")
     src = _wait(lambda: _img_src(browser, "mixed"), "the mixed image")
     out = tmp_path / "mix"
     r = run("mix", "--coarse-seeds", 3, "--fine-seeds", 4, "--split", "coarse", "--outdir", out, "--out", out / "g.png")
@@ -169,8 +205,6 @@ def test_page_mix_equals_the_mix_command(server, browser, tmp_path):
 
 
 def test_page_shows_the_cli_error_for_a_bad_network(server, browser, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     bad = tmp_path / "broken.pkl"
     bad.write_bytes(b"this is not a network")
@@ -181,9 +215,8 @@ def test_page_shows_the_cli_error_for_a_bad_network(server, browser, tmp_path):
 
     browser.get(server)
     first = _wait(lambda: _img_src(browser, "image"), "the page")
-    box = browser.find_element(By.CSS_SELECTOR, "#network input")
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(str(bad), Keys.ENTER)
+    _type(browser, "#network input", str(bad))
+    _press(browser, "#network input", "ENTER")
     shown = _wait(lambda: (t := _status(browser)).startswith("Error") and t, "the error line")
     assert " ".join(shown.split()) == cli_line
     assert _img_src(browser, "image") == first  # the image stays as it was
@@ -191,18 +224,57 @@ def test_page_shows_the_cli_error_for_a_bad_network(server, browser, tmp_path):
 
 
 def test_page_switches_to_a_stylegen3_file(server, browser, compat_dir, tmp_path):
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
 
     net = compat_dir / "sg3t_small.pkl"
     browser.get(server)
     first = _wait(lambda: _img_src(browser, "image"), "the page")
-    box = browser.find_element(By.CSS_SELECTOR, "#network input")
-    box.send_keys(Keys.CONTROL, "a")
-    box.send_keys(str(net), Keys.ENTER)
+    _type(browser, "#network input", str(net))
+    _press(browser, "#network input", "ENTER")
     src = _wait(lambda: (s := _img_src(browser, "image")) != first and s, "the StyleGAN3 image")
     assert np.array_equal(_fetch_png(src), _sample_png(tmp_path, 0, "--network", net))
     assert "StyleGAN3" in _status(browser)
+
+
+def _download(driver, elem_id: str, name: str) -> bytes:
+    """The file a Save button put into the File box `elem_id`, fetched by its link."""
+
+    def link():
+        hrefs = driver.execute_script(f"return Array.from(document.querySelectorAll('#{elem_id} a'), a => a.href);")
+        return next((h for h in hrefs if name in h), None)
+
+    with urllib.request.urlopen(_wait(link, f"the link to {name}"), timeout=TIMEOUT) as r:  # 127.0.0.1 only
+        return r.read()
+
+
+def test_page_saves_png_ws_and_the_swapped_network(server, browser, tmp_path):
+
+    browser.get(server)
+    _wait(lambda: _img_src(browser, "image"), "the page")
+    _click(browser, "save_png")
+    png = np.asarray(Image.open(io.BytesIO(_download(browser, "explore_file", "seed0000.png"))))
+    assert np.array_equal(png, _sample_png(tmp_path, 0))
+    _click(browser, "save_ws")
+    (tmp_path / "ws.npz").write_bytes(_download(browser, "explore_file", "seed0000.npz"))
+    r = run("sample", "--ws", tmp_path / "ws.npz", "--outdir", tmp_path / "again")
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "again" / "seed0000.png")), png)
+
+    _tab(browser, "Mix")
+    _type(browser, "#dst_network input", "faces")
+    _press(browser, "#dst_network input", "ENTER")
+    _click(browser, "mix_btn")
+    _wait(lambda: "layers swapped with emoji-faces-64.pkl" in _status(browser), "the layer swap")
+    _click(browser, "mix_save_network")
+    (tmp_path / "swap.pkl").write_bytes(_download(browser, "mix_file", "-swapped.pkl"))
+    out = tmp_path / "cli"
+    r = run("mix", "--coarse", "people", "--fine", "faces", "--coarse-seeds", 0, "--fine-seeds", 5, "--outdir", out,
+            "--out", out / "g.png", "--save-network", tmp_path / "cli.pkl")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    a, b = (
+        _sample_png(tmp_path / "a", 9, "--network", tmp_path / "swap.pkl"),
+        _sample_png(tmp_path / "b", 9, "--network", tmp_path / "cli.pkl"),
+    )
+    assert np.array_equal(a, b)  # the page's swapped network is `mix --save-network`'s
 
 
 def test_page_projects_an_uploaded_photo(server, browser, tmp_path):
@@ -216,10 +288,8 @@ def test_page_projects_an_uploaded_photo(server, browser, tmp_path):
     _tab(browser, "Project")
     browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(photo))
     _set_number(browser, "steps", 60)
-    browser.find_element(By.ID, "project_btn").click()
-    progress = _wait(
-        lambda: "Projecting" in (t := browser.find_element(By.ID, "projected").text) and t, "the live progress"
-    )
+    _click(browser, "project_btn")
+    progress = _wait(lambda: "Projecting" in (t := _text(browser, "projected")) and t, "the live progress")
     assert "/60 steps" in progress, progress  # Gradio's bar: step / steps, elapsed
     _wait(lambda: _img_src(browser, "projected"), "the projected image")
     status = _wait(lambda: "projected 1" in (t := _status(browser)) and t, "the projection's result")

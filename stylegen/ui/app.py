@@ -104,7 +104,8 @@ def build(studio: Studio, network: str | None = None) -> gr.Blocks:
         dst = src if dst_ref in (None, "", "(same)") else studio.network(dst_ref)
         src_ws, dst_ws = studio.seed_ws(src, src_seed, psi), studio.seed_ws(dst, dst_seed, psi)
         image, G, ws = studio.mix(src, dst, src_ws, dst_ws, split)
-        state = {"ref": ref, "ws": ws.cpu(), "seed": None, "psi": float(psi), "image": image, "G": G}
+        swapped = None if src is dst else G  # the layer-swapped generator, what "Save network" writes
+        state = {"ref": ref, "ws": ws.cpu(), "seed": None, "psi": float(psi), "image": image, "swapped": swapped}
         swap = "" if src is dst else f", layers swapped with {dst.name}"
         return (
             studio.render(src, src_ws),
@@ -147,7 +148,8 @@ def build(studio: Studio, network: str | None = None) -> gr.Blocks:
         elif what == "ws":
             path = studio.write_ws(net, state["ws"], name, state.get("seed"), state["psi"])
         else:
-            path = studio.write_network(state.get("G") or net.G, net.path.stem + ("-swapped" if "G" in state else ""))
+            swapped = state.get("swapped")
+            path = studio.write_network(swapped or net.G, net.path.stem + ("" if swapped is None else "-swapped"))
         return str(path), f"Wrote {path.name}"
 
     with gr.Blocks(title="stylegen", analytics_enabled=False) as page:
