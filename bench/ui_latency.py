@@ -18,7 +18,6 @@ visualizer.py needs OpenGL and a GPU build, so nothing runs side by side.
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import tempfile
 import time
@@ -58,12 +57,6 @@ def networks(tmp: Path) -> dict[str, str]:
     return nets
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def measure(driver, url: str, reps: int) -> dict[str, list[float]]:
     from selenium.webdriver.common.by import By
 
@@ -101,7 +94,7 @@ def run(reps: int) -> tuple[dict, dict]:
                 net = studio.network(ref)
                 shapes[name] = f"{'StyleGAN3' if net.is_stylegan3 else 'StyleGAN2'} {net.G.img_resolution} px"
                 page = build(studio, ref)
-                _, url = launch(page, port=free_port(), block=False)
+                _, url = launch(page, port=None, block=False)  # a free port from 7860 up
                 try:
                     results[name] = measure(driver, url, reps)
                 finally:

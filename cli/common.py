@@ -10,6 +10,7 @@ errors the same way). Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -96,6 +97,24 @@ class NetworkRef(click.ParamType):
 
 
 NETWORK = NetworkRef()
+
+
+class FiniteFloat(click.ParamType):
+    """A finite number (and > 0 with `positive`); the error says what was expected, e.g.
+    "expected a finite angle in degrees, e.g. 20"."""
+
+    def __init__(self, name: str, expected: str, positive: bool = False) -> None:
+        self.name, self.expected, self.positive = name, expected, positive
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = math.nan
+        if not math.isfinite(v) or (self.positive and v <= 0):
+            self.fail(f"{value!r}: {self.expected}", param, ctx)
+        return v
+
 
 network_option = click.option(
     "--network",

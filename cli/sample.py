@@ -30,21 +30,6 @@ class Translation(click.ParamType):
         return xy
 
 
-class Degrees(click.ParamType):
-    """A finite angle in degrees."""
-
-    name = "DEG"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            deg = float(value)
-        except (TypeError, ValueError):
-            deg = math.nan
-        if not math.isfinite(deg):
-            self.fail(f"{value!r}: expected a finite angle in degrees, e.g. 20", param, ctx)
-        return deg
-
-
 class EditSpec(click.ParamType):
     """'FILE:K:S': a directions file of `stylegen directions`, a direction index K and a strength S."""
 
@@ -69,7 +54,7 @@ def transform_options(command):
     """--translate X,Y and --rotate DEG (StyleGAN3 only; see _check_transform_options)."""
     command = click.option(
         "--rotate",
-        type=Degrees(),
+        type=common.FiniteFloat("DEG", "expected a finite angle in degrees, e.g. 20"),
         default=None,
         help="StyleGAN3 only: turn the images by DEG degrees counter-clockwise about their centre.",
     )(command)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 from typing import Any
@@ -51,21 +50,6 @@ class EditDirection(click.ParamType):
         return path, int(k)
 
 
-class Strength(click.ParamType):
-    """A finite number > 0."""
-
-    name = "S"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        try:
-            s = float(value)
-        except (TypeError, ValueError):
-            s = math.nan
-        if not (math.isfinite(s) and s > 0):
-            self.fail(f"{value!r}: expected a finite strength > 0, e.g. 3", param, ctx)
-        return s
-
-
 @click.command("video", short_help="Looping interpolation or editing video (MP4 / GIF).")
 @common.network_option
 @click.option(
@@ -93,7 +77,7 @@ class Strength(click.ParamType):
 )
 @click.option(
     "--edit-strength",
-    type=Strength(),
+    type=common.FiniteFloat("S", "expected a finite strength > 0, e.g. 3", positive=True),
     default=3.0,
     show_default=True,
     help="With --edit: S, the largest strength (frames 0 -> +S -> 0 -> -S -> 0).",

@@ -10,7 +10,6 @@ swapping onto the bundled 'faces' (ui_mix.png).
 from __future__ import annotations
 
 import argparse
-import socket
 import time
 from pathlib import Path
 
@@ -26,11 +25,8 @@ def main() -> None:
     from stylegen.ui.app import build, launch
     from stylegen.ui.studio import Studio
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     page = build(Studio("cpu"), "people")
-    _, url = launch(page, port=port, block=False)
+    _, url = launch(page, port=None, block=False)  # a free port from 7860 up
     driver = browser.chromium(1280, 1000)
     driver.set_script_timeout(60)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import time
 import urllib.request
 from pathlib import Path
@@ -28,12 +27,6 @@ ARTIFACTS = Path(os.environ.get("STYLEGEN_TEST_ARTIFACTS", Path(__file__).resolv
 TIMEOUT = 60.0  # s, for the page to react (the first render builds the plugins when they are not cached)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """The page for the bundled 'people', served on 127.0.0.1 in this process."""
@@ -41,7 +34,7 @@ def server():
     from stylegen.ui.studio import Studio
 
     page = build(Studio("cpu"), "people")
-    _, url = launch(page, port=_free_port(), block=False)
+    _, url = launch(page, port=None, block=False)  # Gradio takes a free port from 7860 up
     assert url.startswith("http://127.0.0.1:"), url
     yield url
     page.close()

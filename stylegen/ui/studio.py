@@ -69,6 +69,14 @@ class _LRU(OrderedDict):
         return value
 
 
+def _image(frozen: torch.nn.Module, ws: torch.Tensor) -> np.ndarray:
+    """uint8 [H, W, C] of ws [1, num_ws, w_dim] through an inference form, noise 'const' (as `sample`)."""
+    from stylegen.formats.images import to_numpy_images
+
+    with torch.inference_mode():
+        return to_numpy_images(frozen.synthesis(ws, noise_mode="const"))[0]
+
+
 def error_line(e: BaseException) -> str:
     """The `Error: ...` line the CLI prints for a user error (`stylegen.cli.common`)."""
     from stylegen.cli.common import describe_error
@@ -153,15 +161,13 @@ class Studio:
     def render(self, net: LoadedNetwork, ws: torch.Tensor, translate=(0.0, 0.0), rotate: float = 0.0) -> np.ndarray:
         """uint8 [H, W, C] of ws [1, num_ws, w_dim] through the inference form (noise 'const');
         a StyleGAN3 network's input is turned and moved as `sample --translate/--rotate`."""
-        from stylegen.formats.images import to_numpy_images
-
-        with self._lock, torch.inference_mode():
+        with self._lock:
             G = net.frozen
             moved = net.is_stylegan3 and (tuple(translate) != (0.0, 0.0) or rotate != 0.0)
             if moved:
                 G.synthesis.set_input_transform(tuple(translate), float(rotate))
             try:
-                return to_numpy_images(G.synthesis(ws, noise_mode="const"))[0]
+                return _image(G, ws)
             finally:
                 if moved:
                     G.synthesis.set_input_transform((0.0, 0.0), 0.0)
@@ -217,10 +223,7 @@ class Studio:
 
         with self._lock:
             G, frozen = self._swaps.get_or_make((src.sha256, dst.sha256, selection.ws_indices), swap)
-            with torch.inference_mode():
-                from stylegen.formats.images import to_numpy_images
-
-                return to_numpy_images(frozen.synthesis(ws, noise_mode="const"))[0], G, ws
+            return _image(frozen, ws), G, ws
 
     # -----------------------------------------------------------------------------------------
     # Photos
