@@ -33,7 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent
 SOURCES = {
-    "cpu": ["cpu/ops_cpu.cpp"],
+    "cpu": ["cpu/ops_cpu.cpp", "cpu/winograd_cpu.cpp"],
     "cuda": ["cuda/ops_cuda.cpp", "cuda/ops_cuda.cu"],
 }
 # -ffp-contract=off: no silent a*b+c -> fma, so the CPU plugin rounds like the strict CUDA build.

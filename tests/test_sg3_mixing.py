@@ -276,6 +276,7 @@ def test_cli_layer_swap_writes_the_blended_generator(related, tmp_path):
     # The cell: B's seed-5 ws with A's seed-0 ws at 0-4, through a generator assembled by hand.
     G_hand = Generator3(G_a.config).eval()
     G_hand.load_state_dict(want)
+    G_hand = G_hand.freeze()  # the commands' inference form (its Winograd convs round differently)
     with torch.inference_mode():
         cell = to_uint8(G_hand.synthesis(_hand_mix(_ws(G_b, [5]), _ws(G_a, [0]), range(5)))).numpy()[0]
     assert np.array_equal(png(tmp_path / "mix-c0000-f0005.png"), cell)

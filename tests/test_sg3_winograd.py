@@ -1,4 +1,4 @@
-"""Winograd F(2x2, 3x3) for the frozen StyleGAN3 layers: the CPU plugin's transforms + torch.bmm
+"""Winograd F(4x4, 3x3) for the frozen StyleGAN3 layers: the CPU plugin's transforms + torch.bmm
 against a float64 direct convolution, and when the frozen layers take that path.
 
 Oracle: F.conv2d in float64 of the same scaled input and weights (padding 2, as StyleGAN3's).
@@ -26,13 +26,19 @@ def _reference(x, w, s, d):
     return y * d[:, :, None, None].double()
 
 
+# floats per work buffer: the default (one chunk for these shapes), one row of tiles per chunk, and
+# rows whose count does not divide the image's (a shorter last chunk)
+BUDGETS = {"default": sg3_winograd.BUDGET, "one row": 1, "uneven": 36 * 64 * 3 * 2 * 8}
+
+
+@pytest.mark.parametrize("budget", BUDGETS.values(), ids=BUDGETS.keys())
 @pytest.mark.parametrize("n, c, o, h, w", SHAPES)
-def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w):
+def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w, budget):
     g = torch.Generator().manual_seed(n * 1000 + c * 10 + h)
     x = torch.randn([n, c, h, w], generator=g)
     wt = torch.randn([o, c, 3, 3], generator=g) / (9 * c) ** 0.5
     s, d = torch.rand([n, c], generator=g) + 0.5, torch.rand([n, o], generator=g) + 0.5
-    y = sg3_winograd.conv3x3_full(cpu_plugin, x, sg3_winograd.winograd_weights(wt), s, d)
+    y = sg3_winograd.conv3x3_full(cpu_plugin, x, sg3_winograd.winograd_weights(wt), s, d, budget)
     want = _reference(x, wt, s, d)
     assert y.shape == (n, o, h + 2, w + 2) and y.dtype == torch.float32
     # float32 rounding of the transforms and GEMM: a few ulps of the sum of |products|
@@ -41,14 +47,25 @@ def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w):
 
 
 def test_weight_transform_by_hand():
-    """G g G^T of a kernel with one 1 at (r, c): the outer product of G's columns r and c."""
-    G = torch.tensor([[1.0, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+    """G g G^T of a kernel with one 1 at (r, c): the outer product of G's columns r and c, with G
+    the Lagrange rows (1, p, p^2) / prod (p - q) at the points 0, 1, -1, 1/2, -2 and (0, 0, 1)."""
+    G = torch.tensor(
+        [
+            [1, 0, 0],
+            [1 / 3, 1 / 3, 1 / 3],
+            [-1 / 3, 1 / 3, -1 / 3],
+            [-16 / 15, -8 / 15, -4 / 15],
+            [1 / 15, -2 / 15, 4 / 15],
+            [0, 0, 1],
+        ],
+        dtype=torch.float64,
+    )
     for r in range(3):
         for c in range(3):
             w = torch.zeros([1, 1, 3, 3])
             w[0, 0, r, c] = 1
-            u = sg3_winograd.winograd_weights(w).reshape(4, 4)
-            assert torch.equal(u, torch.outer(G[:, r], G[:, c]))
+            u = sg3_winograd.winograd_weights(w).reshape(6, 6)
+            assert torch.equal(u, torch.outer(G[:, r], G[:, c]).float())
     with pytest.raises(ValueError, match="3x3"):
         sg3_winograd.winograd_weights(torch.zeros([1, 1, 1, 1]))
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "bias_act_core.h"
+#include "cpu_clones.h"
 #include "driver_common.h"
 #include "filtered_lrelu_core.h"
 #include "filtered_lrelu_driver.h"
@@ -327,12 +328,6 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
 // loops hold GCC vectors of exactly the variant's register width (a vector wider than the target's
 // registers is lowered through the stack: AVX2 code of 64-byte vectors ran 5-10x slower than
 // 32-byte ones), so they are one body per width, dispatched by `row_isa`.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define SG_X86_VARIANTS 1
-#define SG_ROW_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define SG_ROW_CLONES
-#endif
 
 // The FIR loops' variants: 0 = baseline (16-byte vectors), 1 = AVX2 (32), 2 = AVX-512 (64).
 int g_row_isa = -1;  // -1: not chosen yet
@@ -719,148 +714,16 @@ torch::Tensor filtered_lrelu(torch::Tensor x, torch::Tensor fu, torch::Tensor fd
     return call.y;
 }
 
-// ------------------------------------------------------------------------------------------------
-// Winograd F(2x2, 3x3) transforms of a full ("padding 2") 3x3 convolution, CPU float32, for the
-// StyleGAN3 inference form (stylegen/networks/sg3_winograd.py): the product of the transformed
-// input with the transformed weights is 16 GEMMs (torch.bmm) of 4 / 9 of the convolution's
-// multiply-adds each in all. Lavin & Gray 2015; Y = A^T [(G g G^T) * (B^T d B)] A with
-//   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1],  A^T = [1 1 1 0; 0 1 -1 -1].
-// Tile (ty, tx) covers output rows 2ty, 2ty + 1 and columns 2tx, 2tx + 1, and reads input rows
-// and columns 2t - 2 .. 2t + 1 (zero outside the image: the conv's padding of 2).
-
-// v[i][m] = the 4 row combinations of B^T, per column m.
-SG_ROW_CLONES void wino_rows(float* __restrict__ t, const float* __restrict__ r0, const float* __restrict__ r1,
-                             const float* __restrict__ r2, const float* __restrict__ r3, int64_t n, float s) {
-    for (int64_t m = 0; m < n; m++) {
-        float a = r0[m] * s, b = r1[m] * s, c = r2[m] * s, d = r3[m] * s;
-        t[m] = a - c;
-        t[n + m] = b + c;
-        t[2 * n + m] = c - b;
-        t[3 * n + m] = b - d;
-    }
-}
-
-// The column combinations of B^T over the even (e) and odd (o) columns of one row of t.
-SG_ROW_CLONES void wino_cols(float* __restrict__ v0, float* __restrict__ v1, float* __restrict__ v2,
-                             float* __restrict__ v3, const float* __restrict__ e, const float* __restrict__ o,
-                             int64_t tw) {
-    for (int64_t j = 0; j < tw; j++) {
-        float d0 = e[j], d1 = o[j], d2 = e[j + 1], d3 = o[j + 1];
-        v0[j] = d0 - d2;
-        v1[j] = d1 + d2;
-        v2[j] = d2 - d1;
-        v3[j] = d1 - d3;
-    }
-}
-
-// x [N, C, H, W] (contiguous float32), s [N, C] (per-image input scales) -> V [16, C, N * th * tw].
-torch::Tensor winograd_f2_input(torch::Tensor x, torch::Tensor s) {
-    TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 4 && x.is_contiguous(),
-                "winograd_f2_input: x must be a contiguous 4-D CPU float32 tensor");
-    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    TORCH_CHECK(s.scalar_type() == torch::kFloat && s.is_contiguous() && s.dim() == 2 && s.size(0) == n &&
-                    s.size(1) == c,
-                "winograd_f2_input: s must be a contiguous float32 [N, C]");
-    const int64_t th = (h + 3) / 2, tw = (w + 3) / 2, tiles = th * tw, wp = 2 * tw + 2;
-    torch::Tensor v = torch::empty({16, c, n * tiles}, x.options());
-    const float* xp = x.data_ptr<float>();
-    const float* sp = s.data_ptr<float>();
-    float* vp = v.data_ptr<float>();
-    at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> rows(4 * wp), t(4 * wp), eo(2 * (tw + 1));
-        for (int64_t nc = begin; nc < end; nc++) {
-            const int64_t ni = nc / c, ci = nc % c;
-            const float* plane = xp + nc * h * w;
-            for (int64_t ty = 0; ty < th; ty++) {
-                for (int i = 0; i < 4; i++) {  // input row 2ty - 2 + i, columns -2 .. 2tw - 1, zero-padded
-                    float* r = rows.data() + i * wp;
-                    int64_t y = 2 * ty - 2 + i;
-                    std::fill(r, r + wp, 0.0f);
-                    if (y >= 0 && y < h) std::copy(plane + y * w, plane + y * w + w, r + 2);
-                }
-                wino_rows(t.data(), rows.data(), rows.data() + wp, rows.data() + 2 * wp, rows.data() + 3 * wp, wp,
-                          sp[nc]);
-                for (int i = 0; i < 4; i++) {
-                    const float* ti = t.data() + i * wp;
-                    float* e = eo.data();
-                    float* o = eo.data() + tw + 1;
-                    for (int64_t j = 0; j <= tw; j++) e[j] = ti[2 * j], o[j] = ti[2 * j + 1];
-                    int64_t col = ni * tiles + ty * tw;
-                    float* base = vp + ci * n * tiles + col;
-                    const int64_t ps = c * n * tiles;  // stride between the 16 matrices
-                    wino_cols(base + (4 * i) * ps, base + (4 * i + 1) * ps, base + (4 * i + 2) * ps,
-                              base + (4 * i + 3) * ps, e, o, tw);
-                }
-            }
-        }
-    });
-    return v;
-}
-
-// The row and column combinations of A^T for one tile row: four outputs per tile, scaled.
-SG_ROW_CLONES void wino_out(float* __restrict__ y0e, float* __restrict__ y0o, float* __restrict__ y1e,
-                            float* __restrict__ y1o, const float* const* __restrict__ m, int64_t tw, float scale) {
-    for (int64_t j = 0; j < tw; j++) {
-        float s0[4], s1[4];
-        for (int q = 0; q < 4; q++) {
-            s0[q] = m[q][j] + m[4 + q][j] + m[8 + q][j];
-            s1[q] = m[4 + q][j] - m[8 + q][j] - m[12 + q][j];
-        }
-        y0e[j] = (s0[0] + s0[1] + s0[2]) * scale;
-        y0o[j] = (s0[1] - s0[2] - s0[3]) * scale;
-        y1e[j] = (s1[0] + s1[1] + s1[2]) * scale;
-        y1o[j] = (s1[1] - s1[2] - s1[3]) * scale;
-    }
-}
-
-// M [16, O, N * th * tw], scale [N, O] -> y [N, O, ho, wo]: the output transform, each output
-// channel of each image times its scale.
-torch::Tensor winograd_f2_output(torch::Tensor mt, torch::Tensor scale, int64_t n, int64_t ho, int64_t wo) {
-    TORCH_CHECK(mt.device().is_cpu() && mt.scalar_type() == torch::kFloat && mt.dim() == 3 && mt.size(0) == 16 &&
-                    mt.is_contiguous(),
-                "winograd_f2_output: M must be a contiguous CPU float32 [16, O, N * tiles]");
-    const int64_t o = mt.size(1), th = (ho + 1) / 2, tw = (wo + 1) / 2, tiles = th * tw;
-    TORCH_CHECK(mt.size(2) == n * tiles, "winograd_f2_output: M holds ", mt.size(2), " tiles, not ", n * tiles);
-    TORCH_CHECK(scale.scalar_type() == torch::kFloat && scale.is_contiguous() && scale.dim() == 2 &&
-                    scale.size(0) == n && scale.size(1) == o,
-                "winograd_f2_output: scale must be a contiguous float32 [N, O]");
-    torch::Tensor y = torch::empty({n, o, ho, wo}, mt.options());
-    const float* mp = mt.data_ptr<float>();
-    const float* sp = scale.data_ptr<float>();
-    float* yp = y.data_ptr<float>();
-    at::parallel_for(0, n * o, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> buf(4 * tw);
-        const float* m[16];
-        for (int64_t no = begin; no < end; no++) {
-            const int64_t ni = no / o, oi = no % o;
-            float* plane = yp + no * ho * wo;
-            for (int64_t ty = 0; ty < th; ty++) {
-                for (int p = 0; p < 16; p++) m[p] = mp + (p * o + oi) * n * tiles + ni * tiles + ty * tw;
-                float *y0e = buf.data(), *y0o = y0e + tw, *y1e = y0o + tw, *y1o = y1e + tw;
-                wino_out(y0e, y0o, y1e, y1o, m, tw, sp[no]);
-                for (int r = 0; r < 2 && 2 * ty + r < ho; r++) {
-                    float* row = plane + (2 * ty + r) * wo;
-                    const float* e = r ? y1e : y0e;
-                    const float* od = r ? y1o : y0o;
-                    for (int64_t j = 0; 2 * j < wo; j++) {
-                        row[2 * j] = e[j];
-                        if (2 * j + 1 < wo) row[2 * j + 1] = od[j];
-                    }
-                }
-            }
-        }
-    });
-    return y;
-}
-
 }  // namespace
+
+// winograd_cpu.cpp: the StyleGAN3 inference form's Winograd F(4x4, 3x3) transforms.
+torch::Tensor winograd_f4_conv3x3(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Tensor d, int64_t budget);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample (NCHW)");
     m.def("upfirdn2d_out_size", &sg::upfirdn2d_out_size_checked, "output length of upfirdn2d along one axis");
     m.def("bias_act", &bias_act, "bias + activation + gain + clamp, or its derivatives");
     m.def("filtered_lrelu", &filtered_lrelu, "bias, upsample, FIR, lrelu * gain, clamp, FIR, downsample (fused)");
-    m.def("winograd_f2_input", &winograd_f2_input, "Winograd F(2x2, 3x3) input transform of a padding-2 conv");
-    m.def("winograd_f2_output", &winograd_f2_output, "Winograd F(2x2, 3x3) output transform, scaled per channel");
+    m.def("winograd_f4_conv3x3", &winograd_f4_conv3x3, "padding-2 3x3 conv by Winograd F(4x4, 3x3), scaled per channel");
     m.def("set_row_isa", &set_row_isa, "filtered_lrelu's FIR loops: auto / avx512 / avx2 / base (same bits; tests, benches)");
 }

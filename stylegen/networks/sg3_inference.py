@@ -86,7 +86,7 @@ class FrozenSynthesisLayer3(torch.nn.Module):
         )
 
     def _winograd_weights(self) -> torch.Tensor:
-        """The weights' Winograd transform [16, O, I], made on first use (not a buffer: CPU only)."""
+        """The weights' Winograd transform [36, O, I], made on first use (not a buffer: CPU only)."""
         if getattr(self, "_winograd", None) is None or self._winograd.device != self.weight.device:
             self._winograd = sg3_winograd.winograd_weights(self.weight)
         return self._winograd

@@ -1,34 +1,48 @@
-"""The full 3x3 convolution of StyleGAN3-T's layers by Winograd's F(2x2, 3x3), for CPU inference.
+"""The full 3x3 convolution of StyleGAN3-T's layers by Winograd's F(4x4, 3x3), for CPU inference.
 
 StyleGAN3's convolutions pad by k - 1 = 2 (the output is 2 pixels larger than the input each
-way) and are most of a CPU's time per image once `filtered_lrelu` is fused. F(2x2, 3x3) (Lavin
-& Gray 2015, "Fast Algorithms for Convolutional Neural Networks") computes each 2x2 output tile
-from a 4x4 input tile with 16 multiplies per channel pair instead of 36: the transformed input
-[16, C, tiles] times the transformed weights [16, O, C] is 16 GEMMs (torch.bmm), and the
+way) and are most of a CPU's time per image once `filtered_lrelu` is fused. F(4x4, 3x3) (Lavin
+& Gray 2015, "Fast Algorithms for Convolutional Neural Networks") computes each 4x4 output tile
+from a 6x6 input tile with 36 multiplies per channel pair instead of 144: the transformed input
+[36, C, tiles] times the transformed weights [36, O, C] is 36 GEMMs (at::bmm), a few rows of
+tiles at a time (two small work buffers, reused across the image), and the
 per-image style (input channels) and demodulation (output channels) scales ride along in the
-plugin's input and output transforms (`cuda_ops/cpu/ops_cpu.cpp`), so the weights are
-transformed once, when the generator is frozen. Rounding differs from a direct convolution by a
-few float32 ulps of the layer's largest value (tests/test_sg3_winograd.py); the fixtures'
-pixels hold to 1e-4 (tests/test_sg3_networks.py). Inference only: without autograd, on CPU
-float32, when the ops resolve to the CPU plugin (STYLEGEN_OPS=ref turns it off with the rest).
+plugin's input and output transforms (`cuda_ops/cpu/winograd_cpu.cpp`, which holds B^T and A^T),
+so the weights are transformed once, when the generator is frozen. It is a Toom-Cook
+construction at the points 0, 1, -1, 1/2, -2 (and infinity), which round less than the usual
+0, +-1, +-2; rounding differs from a direct convolution by about 1e-6 of the layer's largest
+value (tests/test_sg3_winograd.py), and the fixtures' pixels hold to 1e-4
+(tests/test_sg3_networks.py). Inference only: without autograd, on CPU float32, when the ops
+resolve to the CPU plugin (STYLEGEN_OPS=ref turns it off with the rest).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 
 from stylegen.ops._dispatch import resolve
 
-# G of F(2x2, 3x3): the weight transform G g G^T.
-_G = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]], dtype=torch.float64)
+POINTS = (0.0, 1.0, -1.0, 0.5, -2.0)  # the finite interpolation points; the sixth is infinity
+BUDGET = 1 << 22  # floats (16 MB) per work buffer: a chunk's transformed input, and its product
+
+
+def _weight_transform() -> torch.Tensor:
+    """G [6, 3] float64: row j = (1, p_j, p_j^2) / prod_{l != j} (p_j - p_l), the last row (0, 0, 1)."""
+    rows = [[p**k / math.prod(p - q for q in POINTS if q != p) for k in range(3)] for p in POINTS]
+    return torch.tensor([*rows, [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+_G = _weight_transform()
 
 
 def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
-    """[O, C, 3, 3] -> [16, O, C] float32: G g G^T per channel pair, computed in float64."""
+    """[O, C, 3, 3] -> [36, O, C] float32: G g G^T per channel pair, computed in float64."""
     if weight.shape[2:] != (3, 3):
         raise ValueError(f"winograd_weights: a 3x3 kernel is needed; got {tuple(weight.shape)}")
-    u = _G @ weight.detach().to(torch.float64) @ _G.t()  # [O, C, 4, 4]
-    return u.permute(2, 3, 0, 1).reshape(16, weight.shape[0], weight.shape[1]).to(torch.float32).contiguous()
+    u = _G @ weight.detach().to(torch.float64) @ _G.t()  # [O, C, 6, 6]
+    return u.permute(2, 3, 0, 1).reshape(36, weight.shape[0], weight.shape[1]).to(torch.float32).contiguous()
 
 
 def plugin_for(x: torch.Tensor, *others: torch.Tensor):
@@ -41,12 +55,13 @@ def plugin_for(x: torch.Tensor, *others: torch.Tensor):
     return resolve("auto", x, "filtered_lrelu")
 
 
-def conv3x3_full(plugin, x: torch.Tensor, u: torch.Tensor, in_scale: torch.Tensor, out_scale: torch.Tensor):
+def conv3x3_full(
+    plugin, x: torch.Tensor, u: torch.Tensor, in_scale: torch.Tensor, out_scale: torch.Tensor, budget: int = BUDGET
+):
     """F.conv2d(x * in_scale, weight, padding=2) * out_scale, with u = winograd_weights(weight).
 
-    x [N, C, H, W]; in_scale [N, C]; out_scale [N, O] -> [N, O, H + 2, W + 2].
+    x [N, C, H, W]; in_scale [N, C]; out_scale [N, O] -> [N, O, H + 2, W + 2]. budget: floats in
+    each of the plugin's two buffers (the transformed input and product of a few rows of tiles).
     """
-    n, _, h, w = x.shape
-    v = plugin.winograd_f2_input(x.contiguous(), in_scale.to(torch.float32).contiguous())
-    m = torch.bmm(u, v)
-    return plugin.winograd_f2_output(m, out_scale.to(torch.float32).contiguous(), n, h + 2, w + 2)
+    s, d = (t.to(torch.float32).contiguous() for t in (in_scale, out_scale))
+    return plugin.winograd_f4_conv3x3(x.contiguous(), u, s, d, budget)

@@ -1,0 +1,178 @@
+// Winograd F(4x4, 3x3) transforms of a full ("padding 2") 3x3 convolution, CPU float32, for the
+// StyleGAN3 inference form (stylegen/networks/sg3_winograd.py): the transformed input times the
+// transformed weights is 36 GEMMs (torch.bmm) of 1 / 16 of the convolution's multiply-adds each,
+// 2.25 / 9 of them in all (F(2x2, 3x3): 4 / 9). Lavin & Gray 2015, "Fast Algorithms for
+// Convolutional Neural Networks"; Y = A^T [(G g G^T) * (B^T d B)] A, a Toom-Cook construction at
+// the points 0, 1, -1, 1/2, -2 and infinity. The points set the rounding error (Barabasz et al.
+// 2020, "Error analysis and improving the accuracy of Winograd convolution for deep neural
+// networks"); of the sets tried, these rounded least: about 1/3 of the error of 0, +-1, +-2.
+//   B^T = [1 -3/2 -2 3/2 1 0; 0 -1 1/2 5/2 1 0; 0 1 -5/2 1/2 1 0;
+//          0 -2 -1 2 1 0; 0 1/2 -1 -1/2 1 0; 0 1 -3/2 -2 3/2 1]
+//   A^T = [1 1 1 1 1 0; 0 1 -1 1/2 -2 0; 0 1 1 1/4 4 0; 0 1 -1 1/8 -8 1]
+// (G, for the weights, is made in Python in float64.) Every coefficient is exact in float32.
+// Tile (ty, tx) covers output rows 4ty .. 4ty + 3 and columns 4tx .. 4tx + 3 and reads input rows
+// and columns 4t - 2 .. 4t + 3 (zero outside the image: the conv's padding of 2).
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "cpu_clones.h"
+
+namespace {
+
+// v = B^T d for one column of 6 values.
+inline void bt6(const float d[6], float v[6]) {
+    v[0] = d[0] - 1.5f * d[1] - 2.0f * d[2] + 1.5f * d[3] + d[4];
+    v[1] = -d[1] + 0.5f * d[2] + 2.5f * d[3] + d[4];
+    v[2] = d[1] - 2.5f * d[2] + 0.5f * d[3] + d[4];
+    v[3] = -2.0f * d[1] - d[2] + 2.0f * d[3] + d[4];
+    v[4] = 0.5f * d[1] - d[2] - 0.5f * d[3] + d[4];
+    v[5] = d[1] - 1.5f * d[2] - 2.0f * d[3] + 1.5f * d[4] + d[5];
+}
+
+// y = A^T m for one column of 6 values.
+inline void at6(const float m[6], float y[4]) {
+    y[0] = m[0] + m[1] + m[2] + m[3] + m[4];
+    y[1] = m[1] - m[2] + 0.5f * m[3] - 2.0f * m[4];
+    y[2] = m[1] + m[2] + 0.25f * m[3] + 4.0f * m[4];
+    y[3] = m[1] - m[2] + 0.125f * m[3] - 8.0f * m[4] + m[5];
+}
+
+// t[i * n + m] = (B^T of rows[0..5][m] * s)[i]: the row combinations, per column m.
+SG_ROW_CLONES void wino_rows(float* __restrict__ t, const float* __restrict__ rows, int64_t n, float s) {
+    for (int64_t m = 0; m < n; m++) {
+        float d[6], v[6];
+        for (int k = 0; k < 6; k++) d[k] = rows[k * n + m] * s;
+        bt6(d, v);
+        for (int i = 0; i < 6; i++) t[i * n + m] = v[i];
+    }
+}
+
+// The column combinations of B^T for the tiles of one row of t, from its four column phases
+// ph[q * (tw + 1) + j] = t[4j + q]: tile j reads phases 0..3 at j and phases 0, 1 at j + 1.
+SG_ROW_CLONES void wino_cols(float* __restrict__ v0, float* __restrict__ v1, float* __restrict__ v2,
+                             float* __restrict__ v3, float* __restrict__ v4, float* __restrict__ v5,
+                             const float* __restrict__ ph, int64_t tw) {
+    const float *p0 = ph, *p1 = ph + (tw + 1), *p2 = ph + 2 * (tw + 1), *p3 = ph + 3 * (tw + 1);
+    for (int64_t j = 0; j < tw; j++) {
+        float d[6] = {p0[j], p1[j], p2[j], p3[j], p0[j + 1], p1[j + 1]}, v[6];
+        bt6(d, v);
+        v0[j] = v[0], v1[j] = v[1], v2[j] = v[2], v3[j] = v[3], v4[j] = v[4], v5[j] = v[5];
+    }
+}
+
+// A^T m A for one row of tiles, times scale: out[(4a + b) * tw + j] is output (a, b) of tile j.
+SG_ROW_CLONES void wino_out(float* __restrict__ out, const float* const* __restrict__ m, int64_t tw, float scale) {
+    for (int64_t j = 0; j < tw; j++) {
+        float s[4][6];
+        for (int q = 0; q < 6; q++) {
+            float col[6], y[4];
+            for (int i = 0; i < 6; i++) col[i] = m[6 * i + q][j];
+            at6(col, y);
+            for (int a = 0; a < 4; a++) s[a][q] = y[a];
+        }
+        for (int a = 0; a < 4; a++) {
+            float y[4];
+            at6(s[a], y);
+            for (int b = 0; b < 4; b++) out[(4 * a + b) * tw + j] = y[b] * scale;
+        }
+    }
+}
+
+// V [36, C, N * (ty1 - ty0) * tw] of tile rows ty0 .. ty1 - 1 of x [N, C, H, W], each input
+// channel of each image times s[N, C]; column (ni, ty - ty0, tx).
+void input_rows(float* vp, const float* xp, const float* sp, int64_t n, int64_t c, int64_t h, int64_t w, int64_t tw,
+                int64_t ty0, int64_t ty1) {
+    const int64_t wp = 4 * tw + 4, rows_tiles = (ty1 - ty0) * tw, ps = c * n * rows_tiles;  // ps: matrix stride
+    at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> rows(6 * wp), t(6 * wp), ph(wp);
+        for (int64_t nc = begin; nc < end; nc++) {
+            const int64_t ni = nc / c, ci = nc % c;
+            const float* plane = xp + nc * h * w;
+            for (int64_t ty = ty0; ty < ty1; ty++) {
+                for (int i = 0; i < 6; i++) {  // input row 4ty - 2 + i, columns -2 .. 4tw + 1, zero-padded
+                    float* r = rows.data() + i * wp;
+                    const int64_t y = 4 * ty - 2 + i;
+                    std::fill(r, r + wp, 0.0f);
+                    if (y >= 0 && y < h) std::copy(plane + y * w, plane + y * w + w, r + 2);
+                }
+                wino_rows(t.data(), rows.data(), wp, sp[nc]);
+                float* base = vp + ci * n * rows_tiles + ni * rows_tiles + (ty - ty0) * tw;
+                for (int i = 0; i < 6; i++) {
+                    const float* ti = t.data() + i * wp;
+                    for (int64_t j = 0; j <= tw; j++)
+                        for (int q = 0; q < 4; q++) ph[q * (tw + 1) + j] = ti[4 * j + q];
+                    float* b = base + 6 * i * ps;
+                    wino_cols(b, b + ps, b + 2 * ps, b + 3 * ps, b + 4 * ps, b + 5 * ps, ph.data(), tw);
+                }
+            }
+        }
+    });
+}
+
+// Output rows 4ty0 .. 4ty1 - 1 of y [N, O, ho, wo] from M [36, O, N * (ty1 - ty0) * tw] (laid
+// out as input_rows' V), each output channel of each image times scale[N, O].
+void output_rows(float* yp, const float* mp, const float* sp, int64_t n, int64_t o, int64_t ho, int64_t wo,
+                 int64_t tw, int64_t ty0, int64_t ty1) {
+    const int64_t rows_tiles = (ty1 - ty0) * tw;
+    at::parallel_for(0, n * o, 1, [&](int64_t begin, int64_t end) {
+        std::vector<float> out(16 * tw);
+        const float* m[36];
+        for (int64_t no = begin; no < end; no++) {
+            const int64_t ni = no / o, oi = no % o;
+            float* plane = yp + no * ho * wo;
+            for (int64_t ty = ty0; ty < ty1; ty++) {
+                for (int p = 0; p < 36; p++) m[p] = mp + (p * o + oi) * n * rows_tiles + ni * rows_tiles + (ty - ty0) * tw;
+                wino_out(out.data(), m, tw, sp[no]);
+                for (int a = 0; a < 4 && 4 * ty + a < ho; a++) {
+                    float* row = plane + (4 * ty + a) * wo;
+                    for (int64_t j = 0; j < tw; j++)
+                        for (int b = 0; b < 4 && 4 * j + b < wo; b++) row[4 * j + b] = out[(4 * a + b) * tw + j];
+                }
+            }
+        }
+    });
+}
+
+}  // namespace
+
+// F.conv2d(x * s, weight, padding=2) * d with u = G weight G^T [36, O, C] (float32, made in
+// Python): x [N, C, H, W], s [N, C], d [N, O] -> [N, O, H + 2, W + 2]. A few rows of tiles at a
+// time, as many as keep the transformed input and product under `budget` floats each (at least
+// one row): they stay in cache, and the same two buffers serve every chunk (a transform of the
+// whole image is hundreds of MB at 256 px, and fresh pages cost more than the GEMM's reading).
+torch::Tensor winograd_f4_conv3x3(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Tensor d, int64_t budget) {
+    TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 4 && x.is_contiguous(),
+                "winograd_f4_conv3x3: x must be a contiguous 4-D CPU float32 tensor");
+    const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
+    TORCH_CHECK(u.device().is_cpu() && u.scalar_type() == torch::kFloat && u.is_contiguous() && u.dim() == 3 &&
+                    u.size(0) == 36 && u.size(2) == c,
+                "winograd_f4_conv3x3: u must be a contiguous CPU float32 [36, O, ", c, "]");
+    const int64_t o = u.size(1);
+    TORCH_CHECK(s.device().is_cpu() && s.scalar_type() == torch::kFloat && s.is_contiguous() && s.dim() == 2 &&
+                    s.size(0) == n && s.size(1) == c,
+                "winograd_f4_conv3x3: s must be a contiguous CPU float32 [N, C]");
+    TORCH_CHECK(d.device().is_cpu() && d.scalar_type() == torch::kFloat && d.is_contiguous() && d.dim() == 2 &&
+                    d.size(0) == n && d.size(1) == o,
+                "winograd_f4_conv3x3: d must be a contiguous CPU float32 [N, O]");
+    TORCH_CHECK(budget > 0, "winograd_f4_conv3x3: budget must be positive");
+    const int64_t ho = h + 2, wo = w + 2, th = (ho + 3) / 4, tw = (wo + 3) / 4;
+    torch::Tensor y = torch::empty({n, o, ho, wo}, x.options());
+    if (y.numel() == 0) return y;
+    const int64_t per_row = 36 * std::max(c, o) * n * tw;  // floats of the larger buffer per tile row
+    const int64_t rows = std::min(th, std::max<int64_t>(1, budget / per_row));
+    torch::Tensor v = torch::empty({36, c, n * rows * tw}, x.options());
+    torch::Tensor m = torch::empty({36, o, n * rows * tw}, x.options());
+    for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
+        const int64_t ty1 = std::min(th, ty0 + rows), cols = n * (ty1 - ty0) * tw;
+        // a last, shorter chunk: the buffers' leading parts, contiguous in its own layout
+        torch::Tensor vc = v.view(-1).narrow(0, 0, 36 * c * cols).view({36, c, cols});
+        torch::Tensor mc = m.view(-1).narrow(0, 0, 36 * o * cols).view({36, o, cols});
+        input_rows(vc.data_ptr<float>(), x.data_ptr<float>(), s.data_ptr<float>(), n, c, h, w, tw, ty0, ty1);
+        at::bmm_out(mc, u, vc);
+        output_rows(y.data_ptr<float>(), mc.data_ptr<float>(), d.data_ptr<float>(), n, o, ho, wo, tw, ty0, ty1);
+    }
+    return y;
+}
