@@ -17,7 +17,7 @@ path. Three measurements, each checked for agreement before it is timed (exit 2 
      filters, padding, gain, slope and clamp), summed over the layers: NVIDIA's (impl='ref', what
      their code runs on the CPU) vs ours impl='cpu' and 'ref', forward (no_grad) and forward +
      backward (dy fixed; gradients w.r.t. x and b), outputs within 1e-4 relative to their largest
-     magnitude (at least 1), gradients too but for the largest 0.1% (`op_difference` says why),
+     magnitude (at least 1), gradients too but for the largest 0.1% (`_sg3_op.op_difference` says why),
      alternating, median of --op-reps.
 --quick: smaller networks (T 64 px, R 32 px, fewer channels), one round: a smoke run only.
 """
@@ -31,7 +31,6 @@ os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
-import math  # noqa: E402
 import pickle  # noqa: E402
 import re  # noqa: E402
 import tempfile  # noqa: E402
@@ -39,11 +38,11 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import _peer  # noqa: E402
+import _sg3_op  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile, record_function  # noqa: E402
 
 import stylegen  # noqa: E402
-from stylegen.ops import filtered_lrelu  # noqa: E402
 
 SECTION = "## StyleGAN3"
 # Set in the environment, these hold torch, MKL, oneDNN and our plugin to a narrower instruction set
@@ -61,7 +60,6 @@ QUICK = {
     "R": {"img_resolution": 32, "channel_base": 8192, "channel_max": 128, **R_ONLY},
 }
 GEN_TOL = 1e-3  # max abs difference of the images
-OP_TOL = 1e-4  # per layer and tensor, as op_difference measures it
 OP_NAME = re.compile(r"filtered_?lrelu", re.I)  # our op: the autograd Function or the plugin call
 CONV_NAME = re.compile(r"conv|winograd|bmm", re.I)  # aten conv kernels, plugin Winograd, batched matmuls
 
@@ -209,106 +207,6 @@ def _part(ev) -> str:
     return "layer" if any(n.startswith("sg3 layer") for n in names) else "outside"
 
 
-def layer_calls(G) -> list[dict]:
-    """Every synthesis layer's filtered_lrelu call: x = its conv output, the layer's filters and
-    arguments (as SynthesisLayer3.forward passes them), a bias and an upstream gradient dy."""
-    gen = torch.Generator().manual_seed(2)
-    calls = []
-    for name in G.synthesis.layer_names:
-        layer = getattr(G.synthesis, name)
-        s, k = layer.spec, layer.spec.conv_kernel
-        (w_in, h_in), (w_out, h_out) = s.in_size, s.out_size
-        gain, slope = (1.0, 1.0) if s.is_torgb else (math.sqrt(2), 0.2)
-        call = {"name": name, "fu": layer.up_filter, "fd": layer.down_filter}
-        call["x"] = torch.randn([1, s.out_channels, h_in + k - 1, w_in + k - 1], generator=gen)
-        call["b"] = 0.1 * torch.randn([s.out_channels], generator=gen)
-        call["dy"] = torch.randn([1, s.out_channels, h_out, w_out], generator=gen)
-        call["kw"] = {"up": s.up_factor, "down": s.down_factor, "padding": list(s.padding), "gain": gain}
-        call["kw"].update(slope=slope, clamp=s.conv_clamp)
-        calls.append(call)
-    return calls
-
-
-def op_impls(nv, has_cpu: bool) -> dict:
-    """impl name -> f(x, fu, fd, b, **kw)."""
-    impls = {"nvidia": lambda x, fu, fd, b, **kw: nv.filtered_lrelu.filtered_lrelu(x, fu, fd, b, impl="ref", **kw)}
-    for impl in ("cpu", "ref") if has_cpu else ("ref",):
-        impls[impl] = lambda x, fu, fd, b, impl=impl, **kw: filtered_lrelu(x, fu, fd, b, impl=impl, **kw)
-    return impls
-
-
-def op_step(fn, call: dict, mode: str) -> tuple:
-    """One call of the op on one layer: (y,) forward, (y, dx, db) forward + backward."""
-    if mode == "fwd":
-        with torch.no_grad():
-            return (fn(call["x"], call["fu"], call["fd"], call["b"], **call["kw"]),)
-    x, b = call["x"].detach().requires_grad_(True), call["b"].detach().requires_grad_(True)
-    y = fn(x, call["fu"], call["fd"], b, **call["kw"])
-    y.backward(call["dy"])
-    return y.detach(), x.grad, b.grad
-
-
-def op_round(fn, calls: list[dict], mode: str) -> None:
-    """One timed sample: the op on every layer in turn."""
-    for call in calls:
-        op_step(fn, call, mode)
-
-
-def op_difference(what: str, a: torch.Tensor, b: torch.Tensor) -> tuple[float, int]:
-    """(difference, outliers) of ours `b` from NVIDIA's `a`, elementwise |a - b| / max(largest |a|, 1).
-
-    y: the largest difference, no outliers. dx, db: the largest after leaving out the
-    max(1, numel // 1000) largest; outliers = the elements above OP_TOL. A pre-activation within
-    rounding of 0 may take the other lrelu branch when a backward recomputes the forward with other
-    rounding (ours with the plugin's upfirdn2d, theirs with conv2d): the gradient of that one
-    upsampled sample changes by (1 - slope) * gain * dy, which is the kink, not an error; in dx it
-    reaches the ~6 x 6 pixels under the filter (up to ~1e-2 here), in db one channel.
-    """
-    d = ((a - b).abs() / max(float(a.abs().max()), 1.0)).flatten()
-    if what == "y":
-        return float(d.max()), 0
-    keep = d.numel() - max(1, d.numel() // 1000)
-    trimmed = float(torch.kthvalue(d, keep).values) if keep > 0 else 0.0
-    return trimmed, int((d > OP_TOL).sum())
-
-
-def check_op(calls: list[dict], impls: dict, label: str, mode: str) -> dict[str, tuple[float, int]]:
-    """impl -> (largest difference from NVIDIA's over the layers, outliers summed: `op_difference`);
-    exit 2 above OP_TOL. Also the warm-up round (one call per layer and impl)."""
-    worst = {impl: (0.0, 0) for impl in impls if impl != "nvidia"}
-    for call in calls:
-        ref = op_step(impls["nvidia"], call, mode)
-        for impl in worst:
-            out = op_step(impls[impl], call, mode)
-            for what, a, b in zip(("y", "dx", "db"), ref, out):
-                err, outliers = op_difference(what, a, b)
-                if not err <= OP_TOL:
-                    _peer.fail(
-                        f"SG3-{label} {call['name']} filtered_lrelu {mode} impl {impl}: {what} differs from "
-                        f"NVIDIA's by {err:.2e} (relative to its largest magnitude) > {OP_TOL:g}"
-                    )
-                worst[impl] = (max(worst[impl][0], err), worst[impl][1] + outliers)
-    return worst
-
-
-def bench_op(G, nv, label: str, args) -> list[dict]:
-    """The op alone, summed over the layers, per impl and mode."""
-    calls = layer_calls(G)
-    impls = op_impls(nv, args.has_cpu)
-    rows = []
-    for mode in ("fwd", "fwd+bwd"):
-        errs = check_op(calls, impls, label, mode)
-        fns = {impl: (lambda fn=fn, mode=mode: op_round(fn, calls, mode)) for impl, fn in impls.items()}
-        times = _peer.alternate(fns, args.op_reps, warmup=0)
-        t_nv = _peer.median(times["nvidia"])
-        for impl, ts in times.items():
-            row = {"net": label, "layers": len(calls), "mode": mode, "impl": impl, "s": _peer.median(ts)}
-            row.update(lo=min(ts), hi=max(ts), speedup=t_nv / _peer.median(ts), err=errs.get(impl))
-            rows.append(row)
-            print(fmt_op(row), flush=True)
-    return rows
-
-
 def fmt_gen(r: dict) -> str:
     err = "(reference)" if r["path"] == "nvidia" else f"{r['err']:.1e}"
     return (
@@ -325,14 +223,6 @@ def fmt_profile(r: dict) -> str:
     return (
         f"| SG3-{r['net']} | {r['wall']:.0f} ms | {op} | {share('conv')} | {share('layer')} | "
         f"{share('outside')} | {r['top']} |"
-    )
-
-
-def fmt_op(r: dict) -> str:
-    err = "(reference) | -" if r["err"] is None else f"{r['err'][0]:.1e} | {r['err'][1]}"
-    return (
-        f"| SG3-{r['net']} | {r['layers']} | {r['mode']} | {r['impl']} | {r['s']:.3f} | {r['lo']:.3f}-{r['hi']:.3f} | "
-        f"x{r['speedup']:.2f} | {err} |"
     )
 
 
@@ -393,7 +283,7 @@ def table(gen: list, prof: list, ops: list, args, load_before: float, runtime: f
         "",
         "| network | layers | mode | impl | s (median) | s range | vs nvidia | max diff | kink outliers |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        *[fmt_op(r) for r in ops],
+        *[_sg3_op.fmt_op(r) for r in ops],
     ]
     return "\n".join(lines) + "\n"
 
@@ -444,7 +334,7 @@ def main() -> None:
         log("profile of ours frozen")
         prof.append(profile_shares(frozen, key, args))
         log("filtered_lrelu alone")
-        ops += bench_op(G, nv, key, args)
+        ops += _sg3_op.bench_op(G, nv, key, args)
         del G_nv, G, frozen
     text = table(gen, prof, ops, args, load_before, time.perf_counter() - start)
     print(text)
