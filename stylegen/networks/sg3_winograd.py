@@ -10,8 +10,8 @@ per-image style (input channels) and demodulation (output channels) scales ride 
 plugin's input and output transforms (`cuda_ops/cpu/winograd_cpu.cpp`, which holds B^T and A^T),
 so the weights are transformed once, when the generator is frozen. It is a Toom-Cook
 construction at the points 0, 1, -1, 1/2, -2 (and infinity), which round less than the usual
-0, +-1, +-2; rounding differs from a direct convolution by about 1e-6 of the layer's largest
-value (tests/test_sg3_winograd.py), and the fixtures' pixels hold to 1e-4
+0, +-1, +-2; rounding differs from a direct convolution by under 2e-6 of the sum of the
+absolute products (tests/test_sg3_winograd.py), and the fixtures' pixels hold to 1e-4
 (tests/test_sg3_networks.py). Inference only: without autograd, on CPU float32, when the ops
 resolve to the CPU plugin (STYLEGEN_OPS=ref turns it off with the rest).
 """
