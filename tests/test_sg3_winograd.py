@@ -26,18 +26,24 @@ def _reference(x, w, s, d):
     return y * d[:, :, None, None].double()
 
 
-# floats per work buffer: the default (one chunk for these shapes), one row of tiles per chunk, and
-# rows whose count does not divide the image's (a shorter last chunk)
-BUDGETS = {"default": sg3_winograd.BUDGET, "one row": 1, "uneven": 36 * 64 * 3 * 2 * 8}
+# Rows of 4x4 tiles per chunk: one, all but one (a shorter last chunk), and the default budget
+# (all rows at once for these shapes). A buffer of one row of tiles holds 36 * max(C, O) * N * tw floats.
+CHUNKS = ("one row", "a shorter last", "default")
 
 
-@pytest.mark.parametrize("budget", BUDGETS.values(), ids=BUDGETS.keys())
+def _budget(chunk: str, n: int, c: int, o: int, h: int, w: int) -> int:
+    rows, row = (h + 5) // 4, 36 * max(c, o) * n * ((w + 5) // 4)
+    return {"one row": row, "a shorter last": max(rows - 1, 1) * row, "default": sg3_winograd.BUDGET}[chunk]
+
+
+@pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("n, c, o, h, w", SHAPES)
-def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w, budget):
+def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w, chunk):
     g = torch.Generator().manual_seed(n * 1000 + c * 10 + h)
     x = torch.randn([n, c, h, w], generator=g)
     wt = torch.randn([o, c, 3, 3], generator=g) / (9 * c) ** 0.5
     s, d = torch.rand([n, c], generator=g) + 0.5, torch.rand([n, o], generator=g) + 0.5
+    budget = _budget(chunk, n, c, o, h, w)
     y = sg3_winograd.conv3x3_full(cpu_plugin, x, sg3_winograd.winograd_weights(wt), s, d, budget)
     want = _reference(x, wt, s, d)
     assert y.shape == (n, o, h + 2, w + 2) and y.dtype == torch.float32
