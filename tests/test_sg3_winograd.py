@@ -1,4 +1,4 @@
-"""Winograd F(4x4, 3x3) for the frozen StyleGAN3 layers: the CPU plugin's transforms + torch.bmm
+"""Winograd F(4x4, 3x3) for the frozen StyleGAN3 layers: the CPU plugin's chunked transforms and GEMMs
 against a float64 direct convolution, and when the frozen layers take that path.
 
 Oracle: F.conv2d in float64 of the same scaled input and weights (padding 2, as StyleGAN3's).

@@ -128,7 +128,6 @@ def test_frames_are_rendered_one_at_a_time(monkeypatch):
 
 
 record = video_helpers.record  # fixture
-_cells = video_helpers.cells
 
 
 def _close(a, b):
@@ -142,7 +141,7 @@ def test_key_frames_equal_sample_people(record, tmp_path):
     frames = record.frames
     assert len(frames) == 4 and frames[0].shape == (64, 128, 3)
     for f, seeds in ((0, (0, 2)), (2, (1, 3))):  # cell 0 sweeps seeds 0-1, cell 1 seeds 2-3
-        for cell, seed in zip(_cells(frames[f], 2, 64), seeds):
+        for cell, seed in zip(video_helpers.cells(frames[f], 2, 64), seeds):
             _close(cell, png(tmp_path / f"seed{seed:04d}.png"))
     assert not np.array_equal(frames[1], frames[0])
 

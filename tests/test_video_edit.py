@@ -24,7 +24,6 @@ from stylegen.formats.ws_file import save_ws_file
 SG3T = SHARED / "compat" / "sg3t_small.pkl"
 nets = cli_helpers.nets  # fixture
 record = video_helpers.record  # fixture
-_cells = video_helpers.cells
 
 
 @pytest.mark.parametrize("f", [1, 3, 5])
@@ -90,7 +89,7 @@ def test_edit_video_frames_equal_sample_and_sample_edit(record, tmp_path, people
     frames = record.frames
     assert len(frames) == 8 and frames[0].shape == (64, 128, 3)
     for f, kind in ((0, "plain"), (2, "plus"), (4, "plain"), (6, "minus")):  # s = 0, S, 0, -S
-        for cell, seed in zip(_cells(frames[f], 2, 64), (0, 7)):
+        for cell, seed in zip(video_helpers.cells(frames[f], 2, 64), (0, 7)):
             assert np.array_equal(cell, png(tmp_path / kind / f"seed{seed:04d}.png")), (f, kind)
     assert not np.array_equal(frames[1], frames[0]) and not np.array_equal(frames[1], frames[2])
     ok("video", *seeds, "--edit", f"{d}:1", "--edit-strength", "2.5", "--grid", "2x1", "--frames-per-seed", "2",
