@@ -11,6 +11,7 @@ docs/cli_help`) regenerates the committed `--help` texts; tests/test_cli.py chec
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -27,6 +28,7 @@ from stylegen.cli.sample import sample
 from stylegen.cli.train import dataset, train
 from stylegen.cli.ui import ui
 from stylegen.cli.video import video
+from stylegen.errors import StylegenWarning
 
 # Fixed help width: `--help` reads the same on every terminal, so docs/cli_help can be compared.
 HELP_WIDTH = 100
@@ -50,7 +52,9 @@ class StylegenGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         try:
-            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except _NO_ARGS_IS_HELP as e:  # bare `stylegen`: the help text, as Click prints it
             click.echo(e.format_message(), err=True)
             sys.exit(e.exit_code)
@@ -66,6 +70,15 @@ class StylegenGroup(click.Group):
             sys.exit(1)
         # Non-standalone Click returns the exit code of ctx.exit() (e.g. 0 after --help).
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """stylegen's own warnings as one line, `Warning: ...` (no file, line or source: they are
+    meant for the person running the command); any other warning as Python prints it."""
+    if issubclass(category, StylegenWarning):
+        click.echo(f"Warning: {one_line(str(message))}", err=True)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _write_help(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

@@ -6,6 +6,9 @@ value the library refuses. Its message is one line that names the file or option
 line prints exactly that line (`Error: ...`, exit code 2) and lets every other exception keep its
 traceback, because anything else is a bug in stylegen.
 
+`StylegenWarning` is the base of what stylegen warns about (a slower fallback path, a value the
+file did not hold and was estimated); the command line prints it as one line, `Warning: ...`.
+
 Most user errors are also `ValueError`s (`InputError`), so code written before this base
 existed, `except ValueError`, still catches them.
 """
@@ -23,3 +26,7 @@ class InputError(StylegenError, ValueError):
 
 class WsFileError(InputError):
     """A ws file (`sample --save-ws`, `project`) that cannot be read or does not fit the network."""
+
+
+class StylegenWarning(UserWarning):
+    """Something the user should know about a result that still went ahead (one line, no source)."""

@@ -6,6 +6,7 @@ import collections
 import pickle
 import sys
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -230,3 +231,12 @@ def test_public_api_exports():
     for name in ["load_network", "save_network", "load_snapshot", "seed_to_z", "to_uint8", "NetworkLoadError"]:
         assert hasattr(stylegen, name)
     assert issubclass(NetworkLoadError, ValueError)
+
+
+@pytest.mark.parametrize("name", ["official_small.pkl", "sg3t_small.pkl", "tf_small.pkl"])
+def test_loading_nvidia_pickles_warns_of_nothing(compat_dir, name):
+    """Every tensor of a pickle passes the storage-size check without torch's TypedStorage
+    deprecation warning (printed on every `stylegen` command that loads such a file)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_network(compat_dir / name)

@@ -385,3 +385,11 @@ def test_cli_sample_gives_rosinalitys_pixels(tmp_path, compat_dir, ref, name):
 def test_cli_info_runs(compat_dir, name):
     result = ok("info", compat_dir / name)
     assert "32x32" in result.output
+
+
+def test_cli_prints_the_estimate_as_one_warning_line(compat_dir):
+    result = ok("info", compat_dir / TRAIN)
+    said = [line for line in result.stderr.splitlines() if "latent_avg" in line]
+    assert len(said) == 1, result.stderr
+    assert said[0].startswith(f"Warning: {compat_dir / TRAIN}: latent_avg absent"), said[0]
+    assert "RosinalityWarning" not in result.stderr and ".py:" not in result.stderr, result.stderr

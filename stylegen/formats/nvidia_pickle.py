@@ -246,8 +246,9 @@ class RestrictedUnpickler(GuardedUnpickler):
         size, stride = nonnegative_ints(size, "tensor size"), nonnegative_ints(stride, "tensor stride")
         if type(requires_grad) is not bool:
             raise Refused("tensor requires_grad must be a bool")
-        if math.prod(size) > storage.size():  # stride-0 views could make a huge tensor of one value
-            raise Refused(f"tensor of size {size} is larger than its storage ({storage.size()} values)")
+        values = storage._size()  # storage.size() warns that TypedStorage is deprecated, on every tensor
+        if math.prod(size) > values:  # stride-0 views could make a huge tensor of one value
+            raise Refused(f"tensor of size {size} is larger than its storage ({values} values)")
         return torch._utils._rebuild_tensor_v2(
             storage, storage_offset, size, stride, requires_grad, collections.OrderedDict()
         )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stylegen.errors import InputError
+from stylegen.errors import InputError, StylegenWarning
 from stylegen.formats import rosinality_names as names
 from stylegen.formats.atomic import atomic_path
 from stylegen.formats.rosinality_pickle import Checkpoint, Refused, is_legacy_torch, read_checkpoint
@@ -39,7 +39,7 @@ LR_MLP = 0.01
 W_AVG_SAMPLES, W_AVG_SEED = 4096, 0
 
 
-class RosinalityWarning(UserWarning):
+class RosinalityWarning(StylegenWarning):
     """A loaded rosinality network differs from what the file alone defines (e.g. an estimated w_avg)."""
 
 

@@ -34,6 +34,7 @@ from types import ModuleType
 import torch
 
 from stylegen.cuda_ops import PluginUnavailable, load_plugin
+from stylegen.errors import StylegenWarning
 
 IMPLS = ("auto", "ref", "cpu", "cuda")
 # dtypes each plugin computes in; anything else runs the reference under 'auto' (with a warning).
@@ -48,7 +49,7 @@ CPU_REF_RULES: dict[str, tuple[bool, int]] = {"bias_act": (False, 1 << 17)}
 _warned: set[str] = set()
 
 
-class OpsWarning(UserWarning):
+class OpsWarning(StylegenWarning):
     """A compiled plugin cannot run this call and the slower reference path is used instead."""
 
 
