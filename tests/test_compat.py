@@ -240,3 +240,30 @@ def test_loading_nvidia_pickles_warns_of_nothing(compat_dir, name):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         load_network(compat_dir / name)
+
+
+@pytest.mark.filterwarnings("ignore::stylegen.formats.rosinality.RosinalityWarning")
+@pytest.mark.parametrize(
+    "name, which",
+    [
+        ("official_small.pkl", "G_ema"),
+        ("official_small.pkl", "D"),
+        ("tf_small.pkl", "G_ema"),
+        ("sg3t_small.pkl", "G_ema"),
+        ("sg3r_small.pkl", "D"),
+        ("rosinality_small.pt", "G_ema"),  # no latent_avg: w_avg estimated from z of its own
+        ("ours", "G_ema"),
+    ],
+)
+def test_loading_leaves_torchs_random_state_alone(compat_dir, tmp_path, name, which):
+    """Building the modules draws their initial weights from torch's generator; a load must not
+    show that: `torch.manual_seed(s)`, a load, `torch.randn` gives the z it gives without the load."""
+    path = compat_dir / name
+    if name == "ours":
+        path = tmp_path / "ours.pkl"
+        stylegen.save_network(path, G_ema=load_network(compat_dir / "sg3t_small.pkl"))
+    torch.manual_seed(123)
+    want = torch.randn(8)
+    torch.manual_seed(123)
+    load_network(path, which)
+    assert torch.equal(torch.randn(8), want)

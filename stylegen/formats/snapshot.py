@@ -111,15 +111,15 @@ def load_network(path, which: str = "G_ema") -> Generator | Discriminator:
     """Load one network ('G_ema', 'G' or 'D') of our snapshot or an NVIDIA pickle.
 
     Returns it in eval mode with requires_grad False, on the CPU. Every failure raises
-    NetworkLoadError with one line naming the file and the problem.
+    NetworkLoadError with one line naming the file and the problem. torch's random state is
+    left as it was (the modules' initialisation draws from it before the file's weights replace
+    it), so `torch.manual_seed(s)`, then a load, then `torch.randn` gives the same z as without it.
     """
     path = Path(path)
     if which not in NETWORKS:
         raise NetworkLoadError(path, f"which={which!r} must be one of {', '.join(NETWORKS)}")
-    if _kind(path) == "zip":
-        G = _load_ours(path, which)
-    else:
-        G = _load_nvidia(path, which)
+    with torch.random.fork_rng(devices=[]):
+        G = _load_ours(path, which) if _kind(path) == "zip" else _load_nvidia(path, which)
     G.eval().requires_grad_(False)
     return G
 
@@ -133,7 +133,13 @@ def _load_ours(path: Path, which: str) -> Generator | Discriminator:
 
 
 def network_from_snapshot(data: dict, which: str, path) -> Generator | Discriminator:
-    """Rebuild one network of an already loaded snapshot container (see `load_snapshot`)."""
+    """Rebuild one network of an already loaded snapshot container (see `load_snapshot`); torch's
+    random state is left as it was, as by `load_network`."""
+    with torch.random.fork_rng(devices=[]):
+        return _network_from_snapshot(data, which, path)
+
+
+def _network_from_snapshot(data: dict, which: str, path) -> Generator | Discriminator:
     entry = data.get(which)
     if entry is None:
         have = [k for k in NETWORKS if k in data]
