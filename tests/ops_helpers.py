@@ -43,6 +43,26 @@ def cpu_plugin() -> ModuleType:
     return plugin_or_skip("cpu")
 
 
+@pytest.fixture
+def row_isa(cpu_plugin):
+    """The CPU plugin's vector-width setter (`set_row_isa`: the FIR loops of filtered_lrelu and
+    the Winograd transforms); the widest variant is restored afterwards."""
+    yield cpu_plugin.set_row_isa
+    cpu_plugin.set_row_isa("auto")
+
+
+def each_row_isa(row_isa):
+    """Set each vector width in turn (base, avx2, avx512), yielding the names this CPU has;
+    a width it lacks must be refused as such."""
+    for isa in ("base", "avx2", "avx512"):
+        try:
+            assert row_isa(isa) == isa
+        except RuntimeError as e:
+            assert f"this CPU has no {isa}" in str(e)
+            continue
+        yield isa
+
+
 @pytest.fixture(scope="session")
 def cuda_plugin() -> ModuleType:
     """The CUDA plugin; use with @needs_cuda (the skip names the build failure otherwise)."""

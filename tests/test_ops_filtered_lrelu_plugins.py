@@ -113,26 +113,14 @@ def test_cpu_matches_reference_on_wide_rows(cpu_plugin, up, down, width, fu_k, f
         assert_close(g_c, g_r, "filtered_lrelu", "ref_cpu_grad", f"{name}, {what}")
 
 
-@pytest.fixture
-def row_isa():
-    """The plugin's FIR-loop variant setter; the widest variant is restored afterwards."""
-    from stylegen.cuda_ops import load_plugin
-
-    plugin = load_plugin("cpu")
-    yield plugin.set_row_isa
-    plugin.set_row_isa("auto")
+row_isa = ops_helpers.row_isa
 
 
 def test_cpu_fir_variants_give_the_same_bits(cpu_plugin, row_isa):
     """Each vector width of the FIR loops (AVX-512, AVX2, baseline: each CPU runs its widest) computes
     the same bits, values and gradients; a width this CPU lacks is refused."""
     results = {}
-    for isa in ("base", "avx2", "avx512"):
-        try:
-            assert row_isa(isa) == isa
-        except RuntimeError as e:
-            assert f"this CPU has no {isa}" in str(e)
-            continue
+    for isa in ops_helpers.each_row_isa(row_isa):
         results[isa] = []
         for up, down, width, fu_k, fd_k in WIDE:
             fu, fd = filt(fu_k, 31), filt(fd_k, 41)

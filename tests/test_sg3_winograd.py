@@ -16,6 +16,7 @@ from stylegen.networks import sg3_winograd
 import ops_helpers
 
 cpu_plugin = ops_helpers.cpu_plugin
+row_isa = ops_helpers.row_isa
 
 # (N, C, O, H, W): odd and even sizes (a last half tile), one pixel, several images.
 SHAPES = [(1, 1, 1, 1, 1), (2, 5, 7, 4, 5), (1, 16, 8, 9, 9), (3, 6, 4, 2, 7), (1, 64, 32, 21, 30), (2, 33, 17, 12, 1)]
@@ -50,6 +51,26 @@ def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w, chunk):
     # float32 rounding of the transforms and GEMM: a few ulps of the sum of |products|
     bound = _reference(x.abs(), wt.abs(), s, d).amax() * 2e-6
     assert (y.double() - want).abs().max() <= bound
+
+
+def test_every_vector_width_gives_the_same_bits(cpu_plugin, row_isa):
+    """The transforms' loops at 64-, 32- and 16-byte vectors (each CPU runs its widest) compute
+    the same bits: rows of tiles past one 64-byte vector block (16 tiles) with a tail, and one
+    of fewer tiles than a 16-byte vector."""
+    g = torch.Generator().manual_seed(7)
+    cases = []
+    for n, c, o, h, w in [(1, 3, 5, 9, 70), (2, 4, 3, 13, 37), (1, 2, 2, 6, 3)]:
+        x = torch.randn([n, c, h, w], generator=g)
+        u = sg3_winograd.winograd_weights(torch.randn([o, c, 3, 3], generator=g))
+        cases.append((x, u, torch.rand([n, c], generator=g) + 0.5, torch.rand([n, o], generator=g) + 0.5))
+    results = {
+        isa: [sg3_winograd.conv3x3_full(cpu_plugin, *case, budget=1 << 12) for case in cases]
+        for isa in ops_helpers.each_row_isa(row_isa)
+    }
+    assert "base" in results
+    for isa, ys in results.items():
+        for y, want in zip(ys, results["base"]):
+            assert torch.equal(y, want), isa
 
 
 def test_weight_transform_by_hand():

@@ -324,10 +324,16 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
 
 // The hot row loops are compiled for AVX-512, AVX2 and baseline x86-64, and the widest this CPU
 // has runs. Every loop is element by element with -ffp-contract=off (no FMA, no reassociation),
-// so each variant computes the same bits. The simple loops are GCC target_clones; the two FIR
-// loops hold GCC vectors of exactly the variant's register width (a vector wider than the target's
+// so each variant computes the same bits. The two FIR loops (and winograd_cpu.cpp's transforms)
+// hold GCC vectors of exactly the variant's register width (a vector wider than the target's
 // registers is lowered through the stack: AVX2 code of 64-byte vectors ran 5-10x slower than
-// 32-byte ones), so they are one body per width, dispatched by `row_isa`.
+// 32-byte ones), so they are one body per width, dispatched by `sg::row_isa` (and so held to a
+// narrower width by STYLEGEN_CPU_ISA); the two simple elementwise loops (bias add, activation)
+// are GCC target_clones, chosen by the CPU alone.
+
+}  // namespace
+
+namespace sg {
 
 // The FIR loops' variants: 0 = baseline (16-byte vectors), 1 = AVX2 (32), 2 = AVX-512 (64).
 int g_row_isa = -1;  // -1: not chosen yet
@@ -345,6 +351,14 @@ int row_isa() {
     if (g_row_isa < 0) g_row_isa = cpu_row_isa();
     return g_row_isa;
 }
+
+}  // namespace sg
+
+namespace {
+
+using sg::cpu_row_isa;
+using sg::g_row_isa;
+using sg::row_isa;
 
 // Choose the FIR loops' variant: "auto" (the widest this CPU has), "avx512", "avx2" or "base"; one
 // the CPU lacks is refused. Returns the variant now in use. For tests and benchmarks (each variant

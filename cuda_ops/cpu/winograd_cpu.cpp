@@ -22,72 +22,169 @@
 
 namespace {
 
-// v = B^T d for one column of 6 values.
-inline void bt6(const float d[6], float v[6]) {
-    v[0] = d[0] - 1.5f * d[1] - 2.0f * d[2] + 1.5f * d[3] + d[4];
-    v[1] = -d[1] + 0.5f * d[2] + 2.5f * d[3] + d[4];
-    v[2] = d[1] - 2.5f * d[2] + 0.5f * d[3] + d[4];
-    v[3] = -2.0f * d[1] - d[2] + 2.0f * d[3] + d[4];
-    v[4] = 0.5f * d[1] - d[2] - 0.5f * d[3] + d[4];
-    v[5] = d[1] - 1.5f * d[2] - 2.0f * d[3] + 1.5f * d[4] + d[5];
-}
+// The transforms' loops, one body per vector width VB (bytes; GCC vectors, unaligned), chosen by
+// sg::row_isa() like filtered_lrelu's FIR loops (so STYLEGEN_CPU_ISA holds them to AVX2 too).
+// Vector and scalar tails compute the same expressions in the same order: the same bits.
+#define SG_VEC(VB) typedef float V __attribute__((vector_size(VB), aligned(4), may_alias))
+
+// v = B^T d for one column of 6 values (floats, or GCC vectors of floats: a macro, since GCC
+// drops a vector typedef's attributes in template arguments).
+#define SG_BT6(d, v)                                                    \
+    do {                                                                \
+        v[0] = d[0] - 1.5f * d[1] - 2.0f * d[2] + 1.5f * d[3] + d[4];  \
+        v[1] = -d[1] + 0.5f * d[2] + 2.5f * d[3] + d[4];                \
+        v[2] = d[1] - 2.5f * d[2] + 0.5f * d[3] + d[4];                 \
+        v[3] = -2.0f * d[1] - d[2] + 2.0f * d[3] + d[4];                \
+        v[4] = 0.5f * d[1] - d[2] - 0.5f * d[3] + d[4];                 \
+        v[5] = d[1] - 1.5f * d[2] - 2.0f * d[3] + 1.5f * d[4] + d[5];  \
+    } while (0)
 
 // y = A^T m for one column of 6 values.
-inline void at6(const float m[6], float y[4]) {
-    y[0] = m[0] + m[1] + m[2] + m[3] + m[4];
-    y[1] = m[1] - m[2] + 0.5f * m[3] - 2.0f * m[4];
-    y[2] = m[1] + m[2] + 0.25f * m[3] + 4.0f * m[4];
-    y[3] = m[1] - m[2] + 0.125f * m[3] - 8.0f * m[4] + m[5];
-}
+#define SG_AT6(m, y)                                                \
+    do {                                                            \
+        y[0] = m[0] + m[1] + m[2] + m[3] + m[4];                    \
+        y[1] = m[1] - m[2] + 0.5f * m[3] - 2.0f * m[4];             \
+        y[2] = m[1] + m[2] + 0.25f * m[3] + 4.0f * m[4];            \
+        y[3] = m[1] - m[2] + 0.125f * m[3] - 8.0f * m[4] + m[5];    \
+    } while (0)
 
 // t[i * n + m] = (B^T of rows[0..5][m] * s)[i]: the row combinations, per column m.
-SG_ROW_CLONES void wino_rows(float* __restrict__ t, const float* __restrict__ rows, int64_t n, float s) {
-    for (int64_t m = 0; m < n; m++) {
+template <int VB>
+inline __attribute__((always_inline)) void wino_rows_body(float* __restrict__ t, const float* __restrict__ rows,
+                                                          int64_t n, float s) {
+    SG_VEC(VB);
+    constexpr int L = VB / sizeof(float);
+    int64_t m = 0;
+    for (; m + L <= n; m += L) {
+        V d[6], v[6];
+        for (int k = 0; k < 6; k++) d[k] = *reinterpret_cast<const V*>(rows + k * n + m) * s;
+        SG_BT6(d, v);
+        for (int i = 0; i < 6; i++) *reinterpret_cast<V*>(t + i * n + m) = v[i];
+    }
+    for (; m < n; m++) {
         float d[6], v[6];
         for (int k = 0; k < 6; k++) d[k] = rows[k * n + m] * s;
-        bt6(d, v);
+        SG_BT6(d, v);
         for (int i = 0; i < 6; i++) t[i * n + m] = v[i];
     }
 }
 
 // The column combinations of B^T for the tiles of one row of t, from its four column phases
-// ph[q * (tw + 1) + j] = t[4j + q]: tile j reads phases 0..3 at j and phases 0, 1 at j + 1.
-SG_ROW_CLONES void wino_cols(float* __restrict__ v0, float* __restrict__ v1, float* __restrict__ v2,
-                             float* __restrict__ v3, float* __restrict__ v4, float* __restrict__ v5,
-                             const float* __restrict__ ph, int64_t tw) {
+// ph[q * (tw + 1) + j] = t[4j + q]: tile j reads phases 0..3 at j and phases 0, 1 at j + 1;
+// v + i * ps is matrix i's row of these tiles.
+template <int VB>
+inline __attribute__((always_inline)) void wino_cols_body(float* __restrict__ v, int64_t ps,
+                                                          const float* __restrict__ ph, int64_t tw) {
+    SG_VEC(VB);
+    constexpr int L = VB / sizeof(float);
     const float *p0 = ph, *p1 = ph + (tw + 1), *p2 = ph + 2 * (tw + 1), *p3 = ph + 3 * (tw + 1);
-    for (int64_t j = 0; j < tw; j++) {
-        float d[6] = {p0[j], p1[j], p2[j], p3[j], p0[j + 1], p1[j + 1]}, v[6];
-        bt6(d, v);
-        v0[j] = v[0], v1[j] = v[1], v2[j] = v[2], v3[j] = v[3], v4[j] = v[4], v5[j] = v[5];
+    int64_t j = 0;
+    for (; j + L <= tw; j += L) {
+        auto at = [&](const float* p, int64_t k) { return *reinterpret_cast<const V*>(p + k); };
+        V d[6] = {at(p0, j), at(p1, j), at(p2, j), at(p3, j), at(p0, j + 1), at(p1, j + 1)}, r[6];
+        SG_BT6(d, r);
+        for (int i = 0; i < 6; i++) *reinterpret_cast<V*>(v + i * ps + j) = r[i];
+    }
+    for (; j < tw; j++) {
+        float d[6] = {p0[j], p1[j], p2[j], p3[j], p0[j + 1], p1[j + 1]}, r[6];
+        SG_BT6(d, r);
+        for (int i = 0; i < 6; i++) v[i * ps + j] = r[i];
     }
 }
 
-// A^T m A for one row of tiles, times scale: out[(4a + b) * tw + j] is output (a, b) of tile j.
-SG_ROW_CLONES void wino_out(float* __restrict__ out, const float* const* __restrict__ m, int64_t tw, float scale) {
-    for (int64_t j = 0; j < tw; j++) {
+// A^T m A for one row of tiles, times scale: out[(4a + b) * tw + j] is output (a, b) of tile j,
+// m[p] the row of tiles of product matrix p.
+template <int VB>
+inline __attribute__((always_inline)) void wino_out_body(float* __restrict__ out, const float* const* __restrict__ m,
+                                                         int64_t tw, float scale) {
+    SG_VEC(VB);
+    constexpr int L = VB / sizeof(float);
+    int64_t j = 0;
+    for (; j + L <= tw; j += L) {
+        V s[4][6];
+        for (int q = 0; q < 6; q++) {
+            V col[6], y[4];
+            for (int i = 0; i < 6; i++) col[i] = *reinterpret_cast<const V*>(m[6 * i + q] + j);
+            SG_AT6(col, y);
+            for (int a = 0; a < 4; a++) s[a][q] = y[a];
+        }
+        for (int a = 0; a < 4; a++) {
+            V y[4];
+            SG_AT6(s[a], y);
+            for (int b = 0; b < 4; b++) *reinterpret_cast<V*>(out + (4 * a + b) * tw + j) = y[b] * scale;
+        }
+    }
+    for (; j < tw; j++) {
         float s[4][6];
         for (int q = 0; q < 6; q++) {
             float col[6], y[4];
             for (int i = 0; i < 6; i++) col[i] = m[6 * i + q][j];
-            at6(col, y);
+            SG_AT6(col, y);
             for (int a = 0; a < 4; a++) s[a][q] = y[a];
         }
         for (int a = 0; a < 4; a++) {
             float y[4];
-            at6(s[a], y);
+            SG_AT6(s[a], y);
             for (int b = 0; b < 4; b++) out[(4 * a + b) * tw + j] = y[b] * scale;
         }
     }
 }
 
+#ifdef SG_X86_VARIANTS
+#define SG_WINO_VARIANT(name, isa, VB, params, args) \
+    __attribute__((target(isa))) void name##_##VB params { name##_body<VB> args; }
+#else
+#define SG_WINO_VARIANT(name, isa, VB, params, args)
+#endif
+#define SG_WINO_LOOP(name, params, args)                \
+    SG_WINO_VARIANT(name, "avx512f", 64, params, args) \
+    SG_WINO_VARIANT(name, "avx2", 32, params, args)    \
+    void name##_16 params { name##_body<16> args; }
+
+SG_WINO_LOOP(wino_rows, (float* t, const float* rows, int64_t n, float s), (t, rows, n, s))
+SG_WINO_LOOP(wino_cols, (float* v, int64_t ps, const float* ph, int64_t tw), (v, ps, ph, tw))
+SG_WINO_LOOP(wino_out, (float* out, const float* const* m, int64_t tw, float scale), (out, m, tw, scale))
+
+#ifdef SG_X86_VARIANTS
+#define SG_WINO_DISPATCH(name, args)          \
+    switch (sg::row_isa()) {                  \
+        case 2: return name##_64 args;        \
+        case 1: return name##_32 args;        \
+        default: return name##_16 args;       \
+    }
+#else
+#define SG_WINO_DISPATCH(name, args) return name##_16 args;
+#endif
+
+void wino_rows(float* t, const float* rows, int64_t n, float s) { SG_WINO_DISPATCH(wino_rows, (t, rows, n, s)) }
+void wino_cols(float* v, int64_t ps, const float* ph, int64_t tw) { SG_WINO_DISPATCH(wino_cols, (v, ps, ph, tw)) }
+void wino_out(float* out, const float* const* m, int64_t tw, float scale) {
+    SG_WINO_DISPATCH(wino_out, (out, m, tw, scale))
+}
+
+// r[q * (tw + 1) + j] = src[4j + q - 2] for j = 0 .. tw (zero outside src's w columns): one
+// input row split into its four column phases, with the conv's padding of 2.
+void split_phases(float* __restrict__ r, const float* __restrict__ src, int64_t w, int64_t tw) {
+    for (int q = 0; q < 4; q++) {
+        float* ph = r + q * (tw + 1);
+        const int64_t lo = std::min(tw + 1, (int64_t)(q < 2 ? 1 : 0)), hi = std::min(tw + 1, (w + 5 - q) / 4);
+        for (int64_t j = 0; j < lo; j++) ph[j] = 0.0f;  // columns -2, -1
+        const float* s = src + q - 2;
+        for (int64_t j = lo; j < hi; j++) ph[j] = s[4 * j];
+        for (int64_t j = std::max(lo, hi); j <= tw; j++) ph[j] = 0.0f;
+    }
+}
+
 // V [36, C, N * (ty1 - ty0) * tw] of tile rows ty0 .. ty1 - 1 of x [N, C, H, W], each input
-// channel of each image times s[N, C]; column (ni, ty - ty0, tx).
+// channel of each image times s[N, C]; column (ni, ty - ty0, tx). The six input rows of a tile
+// row are copied split into their four column phases (phase q holds padded columns 4j + q, so
+// the column combinations read contiguous memory); the row combinations, column by column, keep
+// that order.
 void input_rows(float* vp, const float* xp, const float* sp, int64_t n, int64_t c, int64_t h, int64_t w, int64_t tw,
                 int64_t ty0, int64_t ty1) {
     const int64_t wp = 4 * tw + 4, rows_tiles = (ty1 - ty0) * tw, ps = c * n * rows_tiles;  // ps: matrix stride
     at::parallel_for(0, n * c, 1, [&](int64_t begin, int64_t end) {
-        std::vector<float> rows(6 * wp), t(6 * wp), ph(wp);
+        std::vector<float> rows(6 * wp), t(6 * wp);
         for (int64_t nc = begin; nc < end; nc++) {
             const int64_t ni = nc / c, ci = nc % c;
             const float* plane = xp + nc * h * w;
@@ -95,18 +192,15 @@ void input_rows(float* vp, const float* xp, const float* sp, int64_t n, int64_t 
                 for (int i = 0; i < 6; i++) {  // input row 4ty - 2 + i, columns -2 .. 4tw + 1, zero-padded
                     float* r = rows.data() + i * wp;
                     const int64_t y = 4 * ty - 2 + i;
-                    std::fill(r, r + wp, 0.0f);
-                    if (y >= 0 && y < h) std::copy(plane + y * w, plane + y * w + w, r + 2);
+                    if (y < 0 || y >= h) {
+                        std::fill(r, r + wp, 0.0f);
+                        continue;
+                    }
+                    split_phases(r, plane + y * w, w, tw);
                 }
                 wino_rows(t.data(), rows.data(), wp, sp[nc]);
                 float* base = vp + ci * n * rows_tiles + ni * rows_tiles + (ty - ty0) * tw;
-                for (int i = 0; i < 6; i++) {
-                    const float* ti = t.data() + i * wp;
-                    for (int64_t j = 0; j <= tw; j++)
-                        for (int q = 0; q < 4; q++) ph[q * (tw + 1) + j] = ti[4 * j + q];
-                    float* b = base + 6 * i * ps;
-                    wino_cols(b, b + ps, b + 2 * ps, b + 3 * ps, b + 4 * ps, b + 5 * ps, ph.data(), tw);
-                }
+                for (int i = 0; i < 6; i++) wino_cols(base + 6 * i * ps, ps, t.data() + i * wp, tw);
             }
         }
     });
@@ -128,7 +222,15 @@ void output_rows(float* yp, const float* mp, const float* sp, int64_t n, int64_t
                 wino_out(out.data(), m, tw, sp[no]);
                 for (int a = 0; a < 4 && 4 * ty + a < ho; a++) {
                     float* row = plane + (4 * ty + a) * wo;
-                    for (int64_t j = 0; j < tw; j++)
+                    const float *o0 = out.data() + 4 * a * tw, *o1 = o0 + tw, *o2 = o1 + tw, *o3 = o2 + tw;
+                    const int64_t full = wo / 4;  // tiles whose 4 columns all lie in the output
+                    for (int64_t j = 0; j < full; j++) {
+                        row[4 * j] = o0[j];
+                        row[4 * j + 1] = o1[j];
+                        row[4 * j + 2] = o2[j];
+                        row[4 * j + 3] = o3[j];
+                    }
+                    for (int64_t j = full; j < tw; j++)
                         for (int b = 0; b < 4 && 4 * j + b < wo; b++) row[4 * j + b] = out[(4 * a + b) * tw + j];
                 }
             }

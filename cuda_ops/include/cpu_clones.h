@@ -9,3 +9,11 @@
 #else
 #define SG_ROW_CLONES
 #endif
+
+namespace sg {
+// The vector width of the loops written with GCC vectors (filtered_lrelu's FIR loops, the
+// Winograd transforms): 0 = baseline x86-64 (16-byte vectors), 1 = AVX2 (32), 2 = AVX-512 (64).
+// The widest this CPU has unless set_row_isa chose another (ops_cpu.cpp); every width computes
+// the same bits.
+int row_isa();
+}  // namespace sg
