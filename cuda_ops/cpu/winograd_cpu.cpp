@@ -169,8 +169,7 @@ void split_phases(float* __restrict__ r, const float* __restrict__ src, int64_t 
         float* ph = r + q * (tw + 1);
         const int64_t lo = std::min(tw + 1, (int64_t)(q < 2 ? 1 : 0)), hi = std::min(tw + 1, (w + 5 - q) / 4);
         for (int64_t j = 0; j < lo; j++) ph[j] = 0.0f;  // columns -2, -1
-        const float* s = src + q - 2;
-        for (int64_t j = lo; j < hi; j++) ph[j] = s[4 * j];
+        for (int64_t j = lo; j < hi; j++) ph[j] = src[4 * j + q - 2];
         for (int64_t j = std::max(lo, hi); j <= tw; j++) ph[j] = 0.0f;
     }
 }
