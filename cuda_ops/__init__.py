@@ -271,9 +271,9 @@ def load_plugin(kind: str, verbose: bool = False) -> ModuleType:
 
 
 def _set_cpu_isa(plugin: ModuleType, name: str) -> None:
-    """STYLEGEN_CPU_ISA=avx512|avx2|base: run filtered_lrelu's FIR loops as on a CPU with at most
-    that vector width (same bits; for benchmarks that stand in for another CPU). A width this CPU
-    lacks is an error naming the variable."""
+    """STYLEGEN_CPU_ISA=avx512|avx2|base: run the plugin's row loops (filtered_lrelu's, the Winograd
+    transforms) as on a CPU with at most that vector width (same bits; for benchmarks that stand
+    in for another CPU). A width this CPU lacks is an error naming the variable."""
     try:
         plugin.set_row_isa(name.strip().lower())
     except RuntimeError as e:

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "bias_act_core.h"
-#include "cpu_clones.h"
+#include "cpu_isa.h"
 #include "driver_common.h"
 #include "filtered_lrelu_core.h"
 #include "filtered_lrelu_driver.h"
@@ -327,15 +327,15 @@ torch::Tensor bias_act(torch::Tensor x, torch::Tensor b, torch::Tensor xref, tor
 // so each variant computes the same bits. The two FIR loops (and winograd_cpu.cpp's transforms)
 // hold GCC vectors of exactly the variant's register width (a vector wider than the target's
 // registers is lowered through the stack: AVX2 code of 64-byte vectors ran 5-10x slower than
-// 32-byte ones), so they are one body per width, dispatched by `sg::row_isa` (and so held to a
-// narrower width by STYLEGEN_CPU_ISA); the two simple elementwise loops (bias add, activation)
-// are GCC target_clones, chosen by the CPU alone.
+// 32-byte ones), so they are one body per width; the two elementwise loops (bias add,
+// activation) are one plain loop compiled per target. All are dispatched by `sg::row_isa`, and
+// so held to a narrower width by STYLEGEN_CPU_ISA.
 
 }  // namespace
 
 namespace sg {
 
-// The FIR loops' variants: 0 = baseline (16-byte vectors), 1 = AVX2 (32), 2 = AVX-512 (64).
+// The row loops' variants: 0 = baseline (16-byte vectors), 1 = AVX2 (32), 2 = AVX-512 (64).
 int g_row_isa = -1;  // -1: not chosen yet
 
 int cpu_row_isa() {
@@ -360,7 +360,7 @@ using sg::cpu_row_isa;
 using sg::g_row_isa;
 using sg::row_isa;
 
-// Choose the FIR loops' variant: "auto" (the widest this CPU has), "avx512", "avx2" or "base"; one
+// Choose the row loops' variant: "auto" (the widest this CPU has), "avx512", "avx2" or "base"; one
 // the CPU lacks is refused. Returns the variant now in use. For tests and benchmarks (each variant
 // gives the same bits); set before ops run, not while they run on other threads.
 std::string set_row_isa(const std::string& name) {
@@ -508,9 +508,63 @@ void row_fir_rows(S* out, int64_t n, const S* w, const S* const* src, int rows, 
 
 // z[m] = act(up_gain(acc[m])): the end of flrelu_up_rows' sum and the activation, a row at a time.
 template <typename S>
-SG_ROW_CLONES void flrelu_act_row(S* __restrict__ z, const S* __restrict__ acc, int64_t n, int up, S gain, S slope,
-                                  S clamp) {
+__attribute__((always_inline)) inline void flrelu_act_row_body(S* __restrict__ z, const S* __restrict__ acc, int64_t n,
+                                                               int up, S gain, S slope, S clamp) {
     for (int64_t m = 0; m < n; m++) z[m] = sg::flrelu_act(sg::flrelu_up_gain(acc[m], up), gain, slope, clamp);
+}
+
+// dst[m] = src[m] + b: the biased input row (x + b, as flrelu_dot adds it).
+template <typename S>
+__attribute__((always_inline)) inline void row_add_body(S* __restrict__ dst, const S* __restrict__ src, int64_t n,
+                                                        S b) {
+    for (int64_t m = 0; m < n; m++) dst[m] = src[m] + b;
+}
+
+// The two elementwise loops compiled for each width (GCC vectorises each body at its target's),
+// dispatched by row_isa like the FIR loops.
+#ifdef SG_X86_VARIANTS
+template <typename S>
+__attribute__((target("avx512f"))) void flrelu_act_row_avx512(S* z, const S* acc, int64_t n, int up, S gain, S slope,
+                                                              S clamp) {
+    flrelu_act_row_body(z, acc, n, up, gain, slope, clamp);
+}
+template <typename S>
+__attribute__((target("avx2"))) void flrelu_act_row_avx2(S* z, const S* acc, int64_t n, int up, S gain, S slope,
+                                                         S clamp) {
+    flrelu_act_row_body(z, acc, n, up, gain, slope, clamp);
+}
+template <typename S>
+__attribute__((target("avx512f"))) void row_add_avx512(S* dst, const S* src, int64_t n, S b) {
+    row_add_body(dst, src, n, b);
+}
+template <typename S>
+__attribute__((target("avx2"))) void row_add_avx2(S* dst, const S* src, int64_t n, S b) {
+    row_add_body(dst, src, n, b);
+}
+#endif
+
+template <typename S>
+void flrelu_act_row(S* z, const S* acc, int64_t n, int up, S gain, S slope, S clamp) {
+#ifdef SG_X86_VARIANTS
+    switch (row_isa()) {
+        case 2: return flrelu_act_row_avx512(z, acc, n, up, gain, slope, clamp);
+        case 1: return flrelu_act_row_avx2(z, acc, n, up, gain, slope, clamp);
+        default: break;
+    }
+#endif
+    flrelu_act_row_body(z, acc, n, up, gain, slope, clamp);
+}
+
+template <typename S>
+void row_add(S* dst, const S* src, int64_t n, S b) {
+#ifdef SG_X86_VARIANTS
+    switch (row_isa()) {
+        case 2: return row_add_avx512(dst, src, n, b);
+        case 1: return row_add_avx2(dst, src, n, b);
+        default: break;
+    }
+#endif
+    row_add_body(dst, src, n, b);
 }
 
 // Scratch buffers of one thread's tasks.
@@ -525,12 +579,6 @@ struct FlreluScratch {
         src.resize(n);
     }
 };
-
-// dst[m] = src[m] + b: the biased input row (x + b, as flrelu_dot adds it).
-template <typename S>
-SG_ROW_CLONES void row_add(S* __restrict__ dst, const S* __restrict__ src, int64_t n, S b) {
-    for (int64_t m = 0; m < n; m++) dst[m] = src[m] + b;
-}
 
 // Where the intermediate image's column zx lives in a row buffer: split into its `down` phases
 // (phase q = columns q, q + down, ...; each phase `len` long), so that every tap of the down
@@ -739,5 +787,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("bias_act", &bias_act, "bias + activation + gain + clamp, or its derivatives");
     m.def("filtered_lrelu", &filtered_lrelu, "bias, upsample, FIR, lrelu * gain, clamp, FIR, downsample (fused)");
     m.def("winograd_f4_conv3x3", &winograd_f4_conv3x3, "padding-2 3x3 conv by Winograd F(4x4, 3x3), scaled per channel");
-    m.def("set_row_isa", &set_row_isa, "filtered_lrelu's FIR loops: auto / avx512 / avx2 / base (same bits; tests, benches)");
+    m.def("set_row_isa", &set_row_isa, "the row loops (filtered_lrelu, Winograd): auto / avx512 / avx2 / base (same bits; tests, benches)");
 }

@@ -18,7 +18,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "cpu_clones.h"
+#include "cpu_isa.h"
 
 namespace {
 
