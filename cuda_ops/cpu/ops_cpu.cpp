@@ -484,25 +484,13 @@ __attribute__((target("avx2"))) void row_fir_rows_avx2(S* out, int64_t n, const 
 
 template <typename S>
 void row_fir(S* out, int64_t n, const S* w, const S* const* src, int taps) {
-#ifdef SG_X86_VARIANTS
-    switch (row_isa()) {
-        case 2: return row_fir_avx512(out, n, w, src, taps);
-        case 1: return row_fir_avx2(out, n, w, src, taps);
-        default: break;
-    }
-#endif
+    SG_ISA_DISPATCH(row_fir, (out, n, w, src, taps))
     row_fir_body<S, 16>(out, n, w, src, taps);
 }
 
 template <typename S>
 void row_fir_rows(S* out, int64_t n, const S* w, const S* const* src, int rows, int cols) {
-#ifdef SG_X86_VARIANTS
-    switch (row_isa()) {
-        case 2: return row_fir_rows_avx512(out, n, w, src, rows, cols);
-        case 1: return row_fir_rows_avx2(out, n, w, src, rows, cols);
-        default: break;
-    }
-#endif
+    SG_ISA_DISPATCH(row_fir_rows, (out, n, w, src, rows, cols))
     row_fir_rows_body<S, 16>(out, n, w, src, rows, cols);
 }
 
@@ -545,25 +533,13 @@ __attribute__((target("avx2"))) void row_add_avx2(S* dst, const S* src, int64_t 
 
 template <typename S>
 void flrelu_act_row(S* z, const S* acc, int64_t n, int up, S gain, S slope, S clamp) {
-#ifdef SG_X86_VARIANTS
-    switch (row_isa()) {
-        case 2: return flrelu_act_row_avx512(z, acc, n, up, gain, slope, clamp);
-        case 1: return flrelu_act_row_avx2(z, acc, n, up, gain, slope, clamp);
-        default: break;
-    }
-#endif
+    SG_ISA_DISPATCH(flrelu_act_row, (z, acc, n, up, gain, slope, clamp))
     flrelu_act_row_body(z, acc, n, up, gain, slope, clamp);
 }
 
 template <typename S>
 void row_add(S* dst, const S* src, int64_t n, S b) {
-#ifdef SG_X86_VARIANTS
-    switch (row_isa()) {
-        case 2: return row_add_avx512(dst, src, n, b);
-        case 1: return row_add_avx2(dst, src, n, b);
-        default: break;
-    }
-#endif
+    SG_ISA_DISPATCH(row_add, (dst, src, n, b))
     row_add_body(dst, src, n, b);
 }
 

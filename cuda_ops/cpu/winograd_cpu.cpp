@@ -131,36 +131,23 @@ inline __attribute__((always_inline)) void wino_out_body(float* __restrict__ out
 }
 
 #ifdef SG_X86_VARIANTS
-#define SG_WINO_VARIANT(name, isa, VB, params, args) \
-    __attribute__((target(isa))) void name##_##VB params { name##_body<VB> args; }
+#define SG_WINO_VARIANT(name, isa, suffix, VB, params, args) \
+    __attribute__((target(isa))) void name##_##suffix params { name##_body<VB> args; }
 #else
-#define SG_WINO_VARIANT(name, isa, VB, params, args)
+#define SG_WINO_VARIANT(name, isa, suffix, VB, params, args)
 #endif
-#define SG_WINO_LOOP(name, params, args)                \
-    SG_WINO_VARIANT(name, "avx512f", 64, params, args) \
-    SG_WINO_VARIANT(name, "avx2", 32, params, args)    \
-    void name##_16 params { name##_body<16> args; }
+// name_avx512 / name_avx2 (x86-64 GCC) and the dispatcher name, whose baseline is 16-byte vectors.
+#define SG_WINO_LOOP(name, params, args)                        \
+    SG_WINO_VARIANT(name, "avx512f", avx512, 64, params, args) \
+    SG_WINO_VARIANT(name, "avx2", avx2, 32, params, args)      \
+    void name params {                                          \
+        SG_ISA_DISPATCH(name, args)                             \
+        name##_body<16> args;                                   \
+    }
 
 SG_WINO_LOOP(wino_rows, (float* t, const float* rows, int64_t n, float s), (t, rows, n, s))
 SG_WINO_LOOP(wino_cols, (float* v, int64_t ps, const float* ph, int64_t tw), (v, ps, ph, tw))
 SG_WINO_LOOP(wino_out, (float* out, const float* const* m, int64_t tw, float scale), (out, m, tw, scale))
-
-#ifdef SG_X86_VARIANTS
-#define SG_WINO_DISPATCH(name, args)          \
-    switch (sg::row_isa()) {                  \
-        case 2: return name##_64 args;        \
-        case 1: return name##_32 args;        \
-        default: return name##_16 args;       \
-    }
-#else
-#define SG_WINO_DISPATCH(name, args) return name##_16 args;
-#endif
-
-void wino_rows(float* t, const float* rows, int64_t n, float s) { SG_WINO_DISPATCH(wino_rows, (t, rows, n, s)) }
-void wino_cols(float* v, int64_t ps, const float* ph, int64_t tw) { SG_WINO_DISPATCH(wino_cols, (v, ps, ph, tw)) }
-void wino_out(float* out, const float* const* m, int64_t tw, float scale) {
-    SG_WINO_DISPATCH(wino_out, (out, m, tw, scale))
-}
 
 // r[q * (tw + 1) + j] = src[4j + q - 2] for j = 0 .. tw (zero outside src's w columns): one
 // input row split into its four column phases, with the conv's padding of 2.

@@ -6,6 +6,16 @@
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
 #define SG_X86_VARIANTS 1
+// In a loop's dispatcher: return fn_avx512 args or fn_avx2 args as row_isa() chooses; for the
+// baseline variant (and off x86-64 GCC) fall through to the code after it.
+#define SG_ISA_DISPATCH(fn, args)               \
+    switch (sg::row_isa()) {                    \
+        case 2: return fn##_avx512 args;        \
+        case 1: return fn##_avx2 args;          \
+        default: break;                         \
+    }
+#else
+#define SG_ISA_DISPATCH(fn, args)
 #endif
 
 namespace sg {
