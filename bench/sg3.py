@@ -48,7 +48,13 @@ SECTION = "## StyleGAN3"
 # Set in the environment, these hold torch, MKL, oneDNN and our plugin to a narrower instruction set
 # (ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ONEDNN_MAX_CPU_ISA=AVX2 STYLEGEN_CPU_ISA=avx2:
 # an AVX-512 machine standing in for an AVX2-only one); the table's command line records them.
-ISA_VARS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "ONEDNN_MAX_CPU_ISA", "STYLEGEN_CPU_ISA")
+ISA_VARS = (
+    "ATEN_CPU_CAPABILITY",
+    "MKL_ENABLE_INSTRUCTIONS",
+    "ONEDNN_MAX_CPU_ISA",
+    "STYLEGEN_CPU_ISA",
+    "STYLEGEN_CPU_GEMM",
+)
 COMMON = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_channels": 3, "mapping_kwargs": {"num_layers": 2}}
 R_ONLY = {"conv_kernel": 1, "use_radial_filters": True}  # what train.py adds for --cfg=stylegan3-r
 NETS = {  # train.py's -t / -r generator settings (their defaults for --cbase, --cmax, --map-depth)
@@ -61,7 +67,7 @@ QUICK = {
 }
 GEN_TOL = 1e-3  # max abs difference of the images
 OP_NAME = re.compile(r"filtered_?lrelu", re.I)  # our op: the autograd Function or the plugin call
-CONV_NAME = re.compile(r"conv|winograd|bmm", re.I)  # aten conv kernels, plugin Winograd, batched matmuls
+CONV_NAME = re.compile(r"conv|winograd|bmm|plugin::matmul", re.I)  # aten convs, plugin Winograd, (batched) matmuls
 
 
 def build_pair(nv, name: str, kwargs: dict) -> tuple:
@@ -160,6 +166,12 @@ def _cpu_plugin():
         return None
 
 
+def _gemm_in_use() -> str:
+    """The CPU plugin's GEMM for the Winograd and 1x1 products: 'plugin' (its own) or 'torch' (BLAS)."""
+    plugin = _cpu_plugin()
+    return "none (no CPU plugin)" if plugin is None else plugin.cpu_gemm()
+
+
 def profile_shares(frozen, label: str, args) -> dict:
     """Self CPU time of a frozen z -> image call, split by what it was spent in (ms): of
     min(--reps, 3) profiled calls, the one with the median wall time."""
@@ -251,7 +263,8 @@ def table(gen: list, prof: list, ops: list, args, load_before: float, runtime: f
         f"NVIDIA's stylegan3 `Generator` (imported from `--nvidia-repo`; on the CPU their filtered_lrelu, "
         f"upfirdn2d and bias_act run their reference path) built with torch.manual_seed(0): {describe_nets(args)}; "
         "z = w = 512, 2 mapping layers, fp32, conv_clamp 256. Ours = that network pickled as {'G_ema': G} and "
-        f"read by `stylegen.load_network`; our ops impl = {args.impl} (STYLEGEN_OPS).",
+        f"read by `stylegen.load_network`; our ops impl = {args.impl} (STYLEGEN_OPS); our matrix products' "
+        f"GEMM = {_gemm_in_use()} (STYLEGEN_CPU_GEMM).",
         "",
         f"Generator, batch 1, z -> image under `torch.no_grad()`; median of {args.reps} alternating rounds. "
         "`ours frozen` = `G.freeze()`, `ours eval` = the loaded eval-mode Generator; max diff = max abs "

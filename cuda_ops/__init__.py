@@ -33,7 +33,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parent
 SOURCES = {
-    "cpu": ["cpu/ops_cpu.cpp", "cpu/winograd_cpu.cpp"],
+    "cpu": ["cpu/ops_cpu.cpp", "cpu/winograd_cpu.cpp", "cpu/gemm_cpu.cpp"],
     "cuda": ["cuda/ops_cuda.cpp", "cuda/ops_cuda.cu"],
 }
 # -ffp-contract=off: no silent a*b+c -> fma, so the CPU plugin rounds like the strict CUDA build.
@@ -262,6 +262,8 @@ def load_plugin(kind: str, verbose: bool = False) -> ModuleType:
                 result = _build(kind, verbose)
                 if kind == "cpu" and os.environ.get("STYLEGEN_CPU_ISA"):
                     _set_cpu_isa(result, os.environ["STYLEGEN_CPU_ISA"])
+                if kind == "cpu" and os.environ.get("STYLEGEN_CPU_GEMM"):
+                    _set_cpu_gemm(result, os.environ["STYLEGEN_CPU_GEMM"])
             except PluginUnavailable as e:
                 result = e
             _results[kind] = result
@@ -278,6 +280,18 @@ def _set_cpu_isa(plugin: ModuleType, name: str) -> None:
         plugin.set_row_isa(name.strip().lower())
     except RuntimeError as e:
         raise ValueError(f"STYLEGEN_CPU_ISA={name}: {str(e).splitlines()[0]}") from None
+
+
+def _set_cpu_gemm(plugin: ModuleType, name: str) -> None:
+    """STYLEGEN_CPU_GEMM=plugin|torch|auto: the GEMM of the plugin's matrix products (the StyleGAN3
+    inference form's Winograd convolutions and 1x1 layers): its own AVX2/FMA one, or torch's BLAS.
+    auto (the default): its own on CPUs that are not Intel's, where MKL's fast kernels are not
+    assured (cuda_ops/cpu/gemm_cpu.cpp). An unknown name, or plugin on a CPU without AVX2 and FMA,
+    is an error naming the variable."""
+    try:
+        plugin.set_cpu_gemm(name.strip().lower())
+    except RuntimeError as e:
+        raise ValueError(f"STYLEGEN_CPU_GEMM={name}: {str(e).splitlines()[0]}") from None
 
 
 def loaded(kind: str) -> ModuleType | None:

@@ -63,6 +63,20 @@ def each_row_isa(row_isa):
         yield isa
 
 
+@pytest.fixture(params=["torch", "plugin"])
+def cpu_gemm(request, cpu_plugin):
+    """Each GEMM of the CPU plugin's matrix products in turn (`set_cpu_gemm`: torch's BLAS, the
+    plugin's own), yielding the name set; auto is restored afterwards. On a CPU without AVX2 and
+    FMA the plugin's is refused as such, and torch's runs instead."""
+    try:
+        name = cpu_plugin.set_cpu_gemm(request.param)
+    except RuntimeError as e:
+        assert "needs AVX2 and FMA" in str(e)
+        name = cpu_plugin.set_cpu_gemm("torch")
+    yield name
+    cpu_plugin.set_cpu_gemm("auto")
+
+
 @pytest.fixture(scope="session")
 def cuda_plugin() -> ModuleType:
     """The CUDA plugin; use with @needs_cuda (the skip names the build failure otherwise)."""

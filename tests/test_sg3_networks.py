@@ -19,8 +19,11 @@ from stylegen import load_network, seed_to_z, to_uint8
 from stylegen.networks.discriminator import Discriminator
 from stylegen.networks.sg3_generator import Generator3, Generator3Config
 
+import ops_helpers
 from conftest import SG3_NETS as NETS
 from ops_helpers import cuda_plugin, needs_cuda
+
+cpu_plugin, cpu_gemm = ops_helpers.cpu_plugin, ops_helpers.cpu_gemm
 
 ATOL = 1e-4  # FORMAT.md: images to 1e-4 max abs, uint8 within one level
 WS_ATOL = 1e-5
@@ -95,6 +98,15 @@ def test_reference_images(sg3, sg3_net, ops_impl, frozen):
         _close(img, ref["images"][p], ATOL, f"images, psi {psi}")
         diff = (to_uint8(img).int() - to_uint8(torch.from_numpy(ref["images"][p])).int()).abs().max()
         assert diff <= 1, f"uint8 images, psi {psi}: {diff} levels"
+
+
+def test_reference_images_with_each_gemm(sg3, sg3_net, cpu_gemm):
+    """The frozen form on the CPU plugin, its products (Winograd GEMMs, 1x1 layers) by torch's BLAS
+    and by the plugin's own GEMM (what runs on CPUs that are not Intel's)."""
+    ref = sg3["ref"]
+    for p, psi in enumerate(ref["psis"]):
+        _, img = _images(sg3_net, torch.from_numpy(ref["z"]), float(psi))
+        _close(img, ref["images"][p], ATOL, f"images, psi {psi}, {cpu_gemm} GEMM")
 
 
 def test_transformed_images(sg3, sg3_net):

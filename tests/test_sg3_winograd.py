@@ -1,5 +1,6 @@
 """Winograd F(4x4, 3x3) for the frozen StyleGAN3 layers: the CPU plugin's chunked transforms and GEMMs
-against a float64 direct convolution, and when the frozen layers take that path.
+(by torch's BLAS and by the plugin's own) against a float64 direct convolution, and when the frozen
+layers take that path.
 
 Oracle: F.conv2d in float64 of the same scaled input and weights (padding 2, as StyleGAN3's).
 """
@@ -16,6 +17,7 @@ from stylegen.networks import sg3_winograd
 import ops_helpers
 
 cpu_plugin = ops_helpers.cpu_plugin
+cpu_gemm = ops_helpers.cpu_gemm
 row_isa = ops_helpers.row_isa
 
 # (N, C, O, H, W): odd and even sizes (a last half tile), one pixel, several images.
@@ -39,7 +41,7 @@ def _budget(chunk: str, n: int, c: int, o: int, h: int, w: int) -> int:
 
 @pytest.mark.parametrize("chunk", CHUNKS)
 @pytest.mark.parametrize("n, c, o, h, w", SHAPES)
-def test_matches_a_direct_convolution(cpu_plugin, n, c, o, h, w, chunk):
+def test_matches_a_direct_convolution(cpu_plugin, cpu_gemm, n, c, o, h, w, chunk):
     g = torch.Generator().manual_seed(n * 1000 + c * 10 + h)
     x = torch.randn([n, c, h, w], generator=g)
     wt = torch.randn([o, c, 3, 3], generator=g) / (9 * c) ** 0.5
@@ -105,7 +107,7 @@ def frozen_t(compat_dir):
 def _count_calls(monkeypatch) -> list:
     calls = []
     real = sg3_winograd.conv3x3_full
-    monkeypatch.setattr(sg3_winograd, "conv3x3_full", lambda *a: calls.append(1) or real(*a))
+    monkeypatch.setattr(sg3_winograd, "conv3x3_full", lambda *a, **k: calls.append(1) or real(*a, **k))
     return calls
 
 

@@ -755,7 +755,13 @@ torch::Tensor filtered_lrelu(torch::Tensor x, torch::Tensor fu, torch::Tensor fd
 }  // namespace
 
 // winograd_cpu.cpp: the StyleGAN3 inference form's Winograd F(4x4, 3x3) transforms.
-torch::Tensor winograd_f4_conv3x3(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Tensor d, int64_t budget);
+torch::Tensor winograd_f4_conv3x3(torch::Tensor x, torch::Tensor u, torch::Tensor u_packed, torch::Tensor s, torch::Tensor d,
+                                  int64_t budget);
+// gemm_cpu.cpp: the products' GEMM (torch's BLAS, or the plugin's own where that may be slow).
+torch::Tensor cpu_matmul(torch::Tensor a, torch::Tensor b);
+std::string set_cpu_gemm(const std::string& name);
+std::string cpu_gemm();
+torch::Tensor cpu_matmul_pack(torch::Tensor a);
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("upfirdn2d", &upfirdn2d, "upsample, pad, FIR filter, downsample (NCHW)");
@@ -763,5 +769,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.def("bias_act", &bias_act, "bias + activation + gain + clamp, or its derivatives");
     m.def("filtered_lrelu", &filtered_lrelu, "bias, upsample, FIR, lrelu * gain, clamp, FIR, downsample (fused)");
     m.def("winograd_f4_conv3x3", &winograd_f4_conv3x3, "padding-2 3x3 conv by Winograd F(4x4, 3x3), scaled per channel");
+    m.def("matmul", &cpu_matmul, "a [B or 1, M, K] @ b [B, K, N], float32, by the GEMM set_cpu_gemm chose");
+    m.def("matmul_pack", &cpu_matmul_pack, "a packed for matmul's GEMM, to keep (empty when torch's BLAS multiplies)");
+    m.def("cpu_gemm", &cpu_gemm, "the products' GEMM now in use: plugin or torch");
+    m.def("set_cpu_gemm", &set_cpu_gemm, "the products' GEMM: auto / plugin (our own) / torch (tests, benches)");
     m.def("set_row_isa", &set_row_isa, "the row loops (filtered_lrelu, Winograd): auto / avx512 / avx2 / base (same bits; tests, benches)");
 }

@@ -1,6 +1,6 @@
 // Winograd F(4x4, 3x3) transforms of a full ("padding 2") 3x3 convolution, CPU float32, for the
 // StyleGAN3 inference form (stylegen/networks/sg3_winograd.py): the transformed input times the
-// transformed weights is 36 GEMMs (torch.bmm) of 1 / 16 of the convolution's multiply-adds each,
+// transformed weights is 36 GEMMs (sg::matmul_into) of 1 / 16 of the convolution's multiply-adds each,
 // 2.25 / 9 of them in all (F(2x2, 3x3): 4 / 9). Lavin & Gray 2015, "Fast Algorithms for
 // Convolutional Neural Networks"; Y = A^T [(G g G^T) * (B^T d B)] A, a Toom-Cook construction at
 // the points 0, 1, -1, 1/2, -2 and infinity. The points set the rounding error (Barabasz et al.
@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <vector>
 
+#include "cpu_gemm.h"
 #include "cpu_isa.h"
 
 namespace {
@@ -227,11 +228,13 @@ void output_rows(float* yp, const float* mp, const float* sp, int64_t n, int64_t
 }  // namespace
 
 // F.conv2d(x * s, weight, padding=2) * d with u = G weight G^T [36, O, C] (float32, made in
-// Python): x [N, C, H, W], s [N, C], d [N, O] -> [N, O, H + 2, W + 2]. A few rows of tiles at a
+// Python) and u_packed = matmul_pack(u) (kept by the caller; empty: packed here if needed): x
+// [N, C, H, W], s [N, C], d [N, O] -> [N, O, H + 2, W + 2]. A few rows of tiles at a
 // time, as many as keep the transformed input and product under `budget` floats each (at least
 // one row): they stay in cache, and the same two buffers serve every chunk (a transform of the
 // whole image is hundreds of MB at 256 px, and fresh pages cost more than the GEMM's reading).
-torch::Tensor winograd_f4_conv3x3(torch::Tensor x, torch::Tensor u, torch::Tensor s, torch::Tensor d, int64_t budget) {
+torch::Tensor winograd_f4_conv3x3(torch::Tensor x, torch::Tensor u, torch::Tensor u_packed, torch::Tensor s, torch::Tensor d,
+                                  int64_t budget) {
     TORCH_CHECK(x.device().is_cpu() && x.scalar_type() == torch::kFloat && x.dim() == 4 && x.is_contiguous(),
                 "winograd_f4_conv3x3: x must be a contiguous 4-D CPU float32 tensor");
     const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
@@ -253,13 +256,14 @@ torch::Tensor winograd_f4_conv3x3(torch::Tensor x, torch::Tensor u, torch::Tenso
     const int64_t rows = std::min(th, std::max<int64_t>(1, budget / per_row));
     torch::Tensor v = torch::empty({36, c, n * rows * tw}, x.options());
     torch::Tensor m = torch::empty({36, o, n * rows * tw}, x.options());
+    const sg::MatmulLhs lhs = sg::matmul_lhs(u, u_packed);  // packed (if not already) once for every chunk
     for (int64_t ty0 = 0; ty0 < th; ty0 += rows) {
         const int64_t ty1 = std::min(th, ty0 + rows), cols = n * (ty1 - ty0) * tw;
         // a last, shorter chunk: the buffers' leading parts, contiguous in its own layout
         torch::Tensor vc = v.view(-1).narrow(0, 0, 36 * c * cols).view({36, c, cols});
         torch::Tensor mc = m.view(-1).narrow(0, 0, 36 * o * cols).view({36, o, cols});
         input_rows(vc.data_ptr<float>(), x.data_ptr<float>(), s.data_ptr<float>(), n, c, h, w, tw, ty0, ty1);
-        at::bmm_out(mc, u, vc);
+        sg::matmul_into(mc, lhs, vc);
         output_rows(y.data_ptr<float>(), mc.data_ptr<float>(), d.data_ptr<float>(), n, o, ho, wo, tw, ty0, ty1);
     }
     return y;

@@ -60,12 +60,13 @@ class FrozenSynthesisLayer3(torch.nn.Module):
         else:
             scale = self.input_gain.expand(n, self.weight.shape[0])
         pad = spec.conv_kernel - 1
-        plugin = sg3_winograd.plugin_for(x, styles) if spec.conv_kernel == 3 else None
-        if plugin is not None:  # CPU inference: Winograd, both scales in its transforms
-            y = sg3_winograd.conv3x3_full(plugin, x, self._winograd_weights(), styles, scale)
+        plugin = sg3_winograd.plugin_for(x, styles) if spec.conv_kernel in (1, 3) else None
+        if plugin is not None and spec.conv_kernel == 3:  # CPU inference: Winograd, both scales in its transforms
+            u = self._winograd_weights()
+            y = sg3_winograd.conv3x3_full(plugin, x, u.a, styles, scale, u_packed=u.get(plugin))
         elif spec.conv_kernel == 1:  # -R and the RGB layer: a matrix product, no convolution machinery
             wmod = self.weight.reshape(self.weight.shape[:2]).unsqueeze(0) * (scale.unsqueeze(2) * styles.unsqueeze(1))
-            y = torch.matmul(wmod.to(x.dtype), x.reshape(n, x.shape[1], -1)).reshape(n, -1, *x.shape[2:])
+            y = sg3_winograd.matmul(plugin, wmod.to(x.dtype), x.reshape(n, x.shape[1], -1)).reshape(n, -1, *x.shape[2:])
         elif n == 1:  # one image: fold both scales into the small weight tensor
             wmod = self.weight * (scale.reshape(-1, 1) * styles.reshape(1, -1)).reshape(*self.weight.shape[:2], 1, 1)
             y = F.conv2d(x, wmod.to(x.dtype), padding=pad)
@@ -85,10 +86,11 @@ class FrozenSynthesisLayer3(torch.nn.Module):
             clamp=spec.conv_clamp,
         )
 
-    def _winograd_weights(self) -> torch.Tensor:
-        """The weights' Winograd transform [36, O, I], made on first use (not a buffer: CPU only)."""
-        if getattr(self, "_winograd", None) is None or self._winograd.device != self.weight.device:
-            self._winograd = sg3_winograd.winograd_weights(self.weight)
+    def _winograd_weights(self) -> sg3_winograd.PackedWeights:
+        """The weights' Winograd transform [36, O, I] (and its packing for the plugin's GEMM), made on
+        first use (not a buffer: CPU only)."""
+        if getattr(self, "_winograd", None) is None or self._winograd.a.device != self.weight.device:
+            self._winograd = sg3_winograd.PackedWeights(sg3_winograd.winograd_weights(self.weight))
         return self._winograd
 
     def extra_repr(self) -> str:
