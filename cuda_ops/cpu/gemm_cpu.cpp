@@ -33,7 +33,7 @@ namespace {
 constexpr int64_t MR = 6, NR = 16;  // the micro-kernel's tile of C
 constexpr int64_t KC = 256;         // k per packed block: an NR panel of B (16 KB) stays in L1
 constexpr int64_t MC = 48;          // rows of A per pass over B's panels (48 x KC: 48 KB, in L2)
-constexpr int64_t NC_MAX = 1024;    // columns of B per task (1 MB packed, in L3)
+constexpr int64_t NC_MAX = 256;     // columns of B per task (K x 256 packed: 1 MB at K = 1024)
 
 // A [M, K] (row stride lda) -> the micro-kernel's layout, packed once for every column block:
 // k in blocks of KC, each block Mpad x kc (Mpad = M rounded up to MR) as MR-row panels, k-major,
@@ -111,20 +111,22 @@ __attribute__((target("avx2,fma"))) void kernel_6x16(int64_t kc, const float* __
 }
 
 // Columns [j0, j0 + nc) of one product: c [M, N] (row stride ldc) = A (packed) b [K, N] (ldb), with
-// the task's buffer for B's packed block.
+// the task's buffer for B's packed columns (all of K). MC rows of C at a time, over every k-block:
+// that MC x nc block of C stays in cache while k runs (k-blocks outermost instead, every pass over
+// k re-read and re-wrote all of C's columns from memory: 25% slower at K = 1024, SG3-R's layers).
 void gemm_columns(const float* ap, int64_t m, int64_t k, const float* b, int64_t ldb, float* c, int64_t ldc,
                   int64_t j0, int64_t nc, float* bp) {
-    const int64_t mpad = (m + MR - 1) / MR * MR;
-    for (int64_t p0 = 0; p0 < k; p0 += KC) {
-        const int64_t kc = std::min(KC, k - p0);
-        pack_b(bp, b + p0 * ldb + j0, ldb, kc, nc);
-        const float* block = ap + p0 * mpad;
-        for (int64_t i0 = 0; i0 < m; i0 += MC)  // MC rows of A at a time: they stay in L2 across B's panels
-            for (int64_t jr = 0; jr < nc; jr += NR)
+    const int64_t mpad = (m + MR - 1) / MR * MR, ncpad = (nc + NR - 1) / NR * NR;
+    for (int64_t p0 = 0; p0 < k; p0 += KC) pack_b(bp + p0 * ncpad, b + p0 * ldb + j0, ldb, std::min(KC, k - p0), nc);
+    for (int64_t i0 = 0; i0 < m; i0 += MC)
+        for (int64_t p0 = 0; p0 < k; p0 += KC) {
+            const int64_t kc = std::min(KC, k - p0);
+            const float *ablock = ap + p0 * mpad, *bblock = bp + p0 * ncpad;
+            for (int64_t jr = 0; jr < nc; jr += NR)  // B's panel (kc x NR) stays in L1 across A's MC rows
                 for (int64_t ir = i0; ir < std::min(m, i0 + MC); ir += MR)
-                    kernel_6x16(kc, block + ir * kc, bp + jr * kc, c + ir * ldc + j0 + jr, ldc, p0 > 0,
+                    kernel_6x16(kc, ablock + ir * kc, bblock + jr * kc, c + ir * ldc + j0 + jr, ldc, p0 > 0,
                                 std::min(MR, m - ir), std::min(NR, nc - jr));
-    }
+        }
 }
 #endif
 
@@ -201,7 +203,7 @@ void matmul_into(torch::Tensor out, const MatmulLhs& lhs, const torch::Tensor& b
     const float *ap = lhs.packed.data_ptr<float>(), *bb = b.data_ptr<float>();
     float* c = out.data_ptr<float>();
     at::parallel_for(0, batch * blocks, 1, [&](int64_t begin, int64_t end) {
-        std::unique_ptr<float[]> bp(new float[std::min(KC, k) * nc_max]);
+        std::unique_ptr<float[]> bp(new float[k * nc_max]);
         for (int64_t task = begin; task < end; task++) {
             const int64_t e = task / blocks, j0 = (task % blocks) * nc_max;
             gemm_columns(ap + e * sa, m, k, bb + e * k * n, n, c + e * m * n, n, j0, std::min(nc_max, n - j0),
