@@ -95,13 +95,14 @@ class PluginCheck:
     path: str = ""
     reason: str = ""
     detail: str = ""  # the full build error (shown with --verbose)
+    notes: tuple[str, ...] = ()  # lines after the verdict (the CPU plugin's GEMM choice)
 
     def lines(self, verbose: bool = False) -> list[str]:
         head = _label(f"{self.kind} plugin")
         if self.ok:
             how = "cached build reused" if self.cached else "built"
             note = "; no GPU here to run it" if self.kind == "cuda" and not torch.cuda.is_available() else ""
-            return [f"{head}OK ({how}, {self.seconds:.2f} s{note}) {self.path}".rstrip()]
+            return [f"{head}OK ({how}, {self.seconds:.2f} s{note}) {self.path}".rstrip(), *self.notes]
         out = [f"{head}FAILED ({self.seconds:.1f} s): {self.reason}"]
         if verbose and self.detail:
             out += ["    " + line for line in self.detail.splitlines()]
@@ -122,7 +123,18 @@ def check_plugin(kind: str, verbose: bool = False) -> PluginCheck:
     if not file:  # not a file-backed module (tests stand one in): nothing to date
         return PluginCheck(kind, True, seconds)
     cached = Path(file).stat().st_mtime < start  # not rewritten by this build
-    return PluginCheck(kind, True, seconds, cached=cached, path=file)
+    return PluginCheck(kind, True, seconds, cached=cached, path=file, notes=_gemm_note(module))
+
+
+def _gemm_note(module) -> tuple[str, ...]:
+    """Which GEMM the CPU plugin's StyleGAN3 products use (torch's BLAS or its own), and why."""
+    if not hasattr(module, "cpu_gemm"):
+        return ()
+    if os.environ.get("STYLEGEN_CPU_GEMM"):
+        why = "set by STYLEGEN_CPU_GEMM"
+    else:
+        why = "auto: torch's BLAS on Intel CPUs, the plugin's own on others"
+    return (_label("  cpu GEMM") + f"{module.cpu_gemm()} ({why})",)
 
 
 # build.ninja variables that spell out the compiler commands of a build.

@@ -34,12 +34,15 @@ def compile_error() -> PluginUnavailable:
             return wrapped
 
 
-def test_doctor_reports_a_working_cpu_plugin(cpu_plugin, capsys):
+def test_doctor_reports_a_working_cpu_plugin(cpu_plugin, capsys, monkeypatch):
+    monkeypatch.delenv("STYLEGEN_CPU_GEMM", raising=False)
     lines = doctor.report(cuda=False)
     text = "\n".join(lines)
     for key in ["python:", "torch:", "ninja:", "C++ compiler:", "nvcc:", "CUDA_HOME:", "build cache:"]:
         assert key in text, text
     assert any(line.startswith("cpu plugin:") and "OK (cached build reused" in line for line in lines), text
+    gemm = f"  cpu GEMM:   {cpu_plugin.cpu_gemm()} (auto: torch's BLAS on Intel CPUs, the plugin's own on others)"
+    assert gemm in lines, text
     assert doctor.main(["--no-cuda"]) == 0
     out = capsys.readouterr().out
     assert "cuda plugin:  skipped" in out and out.splitlines()[-1] == "doctor: OK (cpu plugin works)", out

@@ -227,7 +227,6 @@ torch::Tensor cpu_matmul(torch::Tensor a, torch::Tensor b) {
     return out;
 }
 
-// The products' GEMM now in use: "plugin" or "torch".
 // a packed for the plugin GEMM (empty when torch's BLAS multiplies): Python keeps it with a.
 torch::Tensor cpu_matmul_pack(torch::Tensor a) {
     TORCH_CHECK(a.device().is_cpu() && a.scalar_type() == torch::kFloat && a.dim() == 3 && a.is_contiguous(),
@@ -235,6 +234,7 @@ torch::Tensor cpu_matmul_pack(torch::Tensor a) {
     return sg::matmul_pack(a);
 }
 
+// The products' GEMM now in use: "plugin" or "torch".
 std::string cpu_gemm() { return sg::gemm_choice() ? "plugin" : "torch"; }
 
 // Choose the products' GEMM: "auto" (as above), "plugin" (our own) or "torch"; returns the one now
