@@ -260,10 +260,9 @@ def load_plugin(kind: str, verbose: bool = False) -> ModuleType:
         if result is None:
             try:
                 result = _build(kind, verbose)
-                if kind == "cpu" and os.environ.get("STYLEGEN_CPU_ISA"):
-                    _set_cpu_isa(result, os.environ["STYLEGEN_CPU_ISA"])
-                if kind == "cpu" and os.environ.get("STYLEGEN_CPU_GEMM"):
-                    _set_cpu_gemm(result, os.environ["STYLEGEN_CPU_GEMM"])
+                for variable in CPU_SETTINGS if kind == "cpu" else ():
+                    if os.environ.get(variable):
+                        _cpu_setting(result, variable, os.environ[variable])
             except PluginUnavailable as e:
                 result = e
             _results[kind] = result
@@ -272,26 +271,23 @@ def load_plugin(kind: str, verbose: bool = False) -> ModuleType:
     return result
 
 
-def _set_cpu_isa(plugin: ModuleType, name: str) -> None:
-    """STYLEGEN_CPU_ISA=avx512|avx2|base: run the plugin's row loops (filtered_lrelu's, the Winograd
-    transforms) as on a CPU with at most that vector width (same bits; for benchmarks that stand
-    in for another CPU). A width this CPU lacks is an error naming the variable."""
-    try:
-        plugin.set_row_isa(name.strip().lower())
-    except RuntimeError as e:
-        raise ValueError(f"STYLEGEN_CPU_ISA={name}: {str(e).splitlines()[0]}") from None
+# The CPU plugin's run-time choices, read when it is loaded: variable -> the plugin's setter.
+#   STYLEGEN_CPU_ISA=avx512|avx2|base: run its row loops (filtered_lrelu's, the Winograd transforms)
+#     as on a CPU with at most that vector width (same bits; benchmarks standing in for another CPU).
+#   STYLEGEN_CPU_GEMM=auto|plugin|torch: the GEMM of its matrix products (the StyleGAN3 inference
+#     form's Winograd convolutions and 1x1 layers): its own AVX2/FMA one or torch's BLAS; auto (the
+#     default) is its own on CPUs that are not Intel's, where MKL's fast kernels are not assured
+#     (cuda_ops/cpu/gemm_cpu.cpp).
+CPU_SETTINGS = {"STYLEGEN_CPU_ISA": "set_row_isa", "STYLEGEN_CPU_GEMM": "set_cpu_gemm"}
 
 
-def _set_cpu_gemm(plugin: ModuleType, name: str) -> None:
-    """STYLEGEN_CPU_GEMM=plugin|torch|auto: the GEMM of the plugin's matrix products (the StyleGAN3
-    inference form's Winograd convolutions and 1x1 layers): its own AVX2/FMA one, or torch's BLAS.
-    auto (the default): its own on CPUs that are not Intel's, where MKL's fast kernels are not
-    assured (cuda_ops/cpu/gemm_cpu.cpp). An unknown name, or plugin on a CPU without AVX2 and FMA,
-    is an error naming the variable."""
+def _cpu_setting(plugin: ModuleType, variable: str, value: str) -> None:
+    """Apply one of CPU_SETTINGS; a value the plugin refuses (unknown, or beyond this CPU) is an
+    error naming the variable."""
     try:
-        plugin.set_cpu_gemm(name.strip().lower())
+        getattr(plugin, CPU_SETTINGS[variable])(value.strip().lower())
     except RuntimeError as e:
-        raise ValueError(f"STYLEGEN_CPU_GEMM={name}: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"{variable}={value}: {str(e).splitlines()[0]}") from None
 
 
 def loaded(kind: str) -> ModuleType | None:

@@ -136,9 +136,9 @@ def test_stylegen_cpu_gemm_names_the_variable(cpu_plugin):
     with pytest.raises(
         ValueError, match=r"^STYLEGEN_CPU_GEMM=fast: cpu gemm: expected auto, plugin or torch, got 'fast'$"
     ):
-        cuda_ops._set_cpu_gemm(types.SimpleNamespace(set_cpu_gemm=refuse), "fast")
+        cuda_ops._cpu_setting(types.SimpleNamespace(set_cpu_gemm=refuse), "STYLEGEN_CPU_GEMM", "fast")
     seen = []
-    cuda_ops._set_cpu_gemm(types.SimpleNamespace(set_cpu_gemm=seen.append), " Torch ")
+    cuda_ops._cpu_setting(types.SimpleNamespace(set_cpu_gemm=seen.append), "STYLEGEN_CPU_GEMM", " Torch ")
     assert seen == ["torch"]
 
 

@@ -141,7 +141,7 @@ def test_stylegen_cpu_isa_chooses_the_variant(cpu_plugin, row_isa):
 
     from stylegen import cuda_ops
 
-    cuda_ops._set_cpu_isa(cpu_plugin, " BASE ")
+    cuda_ops._cpu_setting(cpu_plugin, "STYLEGEN_CPU_ISA", " BASE ")
     assert row_isa("auto") in ("base", "avx2", "avx512")  # auto: back to the widest
 
     def refuse(name):
@@ -150,7 +150,7 @@ def test_stylegen_cpu_isa_chooses_the_variant(cpu_plugin, row_isa):
     with pytest.raises(
         ValueError, match=r"^STYLEGEN_CPU_ISA=avx512: cpu isa: this CPU has no avx512 \(widest: avx2\)$"
     ):
-        cuda_ops._set_cpu_isa(types.SimpleNamespace(set_row_isa=refuse), "avx512")
+        cuda_ops._cpu_setting(types.SimpleNamespace(set_row_isa=refuse), "STYLEGEN_CPU_ISA", "avx512")
 
 
 def test_cpu_clamp_and_lrelu_are_active_in_the_grid(cpu_plugin):

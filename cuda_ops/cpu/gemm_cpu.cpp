@@ -35,11 +35,13 @@ constexpr int64_t KC = 256;         // k per packed block: an NR panel of B (16 
 constexpr int64_t MC = 48;          // rows of A per pass over B's panels (48 x KC: 48 KB, in L2)
 constexpr int64_t NC_MAX = 256;     // columns of B per task (K x 256 packed: 1 MB at K = 1024)
 
+constexpr int64_t round_up(int64_t x, int64_t r) { return (x + r - 1) / r * r; }
+
 // A [M, K] (row stride lda) -> the micro-kernel's layout, packed once for every column block:
 // k in blocks of KC, each block Mpad x kc (Mpad = M rounded up to MR) as MR-row panels, k-major,
 // rows past M zero. Block p0 starts at p0 * Mpad, its panel of rows i at i * kc.
 void pack_a(float* ap, const float* a, int64_t lda, int64_t m, int64_t k) {
-    const int64_t mpad = (m + MR - 1) / MR * MR;
+    const int64_t mpad = round_up(m, MR);
     for (int64_t p0 = 0; p0 < k; p0 += KC) {
         const int64_t kc = std::min(KC, k - p0);
         float* dst = ap + p0 * mpad;
@@ -116,7 +118,7 @@ __attribute__((target("avx2,fma"))) void kernel_6x16(int64_t kc, const float* __
 // k re-read and re-wrote all of C's columns from memory: 25% slower at K = 1024, SG3-R's layers).
 void gemm_columns(const float* ap, int64_t m, int64_t k, const float* b, int64_t ldb, float* c, int64_t ldc,
                   int64_t j0, int64_t nc, float* bp) {
-    const int64_t mpad = (m + MR - 1) / MR * MR, ncpad = (nc + NR - 1) / NR * NR;
+    const int64_t mpad = round_up(m, MR), ncpad = round_up(nc, NR);
     for (int64_t p0 = 0; p0 < k; p0 += KC) pack_b(bp + p0 * ncpad, b + p0 * ldb + j0, ldb, std::min(KC, k - p0), nc);
     for (int64_t i0 = 0; i0 < m; i0 += MC)
         for (int64_t p0 = 0; p0 < k; p0 += KC) {
@@ -162,7 +164,7 @@ int gemm_choice() {
 
 torch::Tensor matmul_pack(const torch::Tensor& a) {
     if (gemm_choice() == 0 || a.numel() == 0) return torch::empty({0}, a.options());
-    const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), mpad = (m + MR - 1) / MR * MR;
+    const int64_t batch = a.size(0), m = a.size(1), k = a.size(2), mpad = round_up(m, MR);
     torch::Tensor packed = torch::empty({batch, mpad * k}, a.options());
     const float* src = a.data_ptr<float>();
     float* dst = packed.data_ptr<float>();
@@ -174,7 +176,7 @@ torch::Tensor matmul_pack(const torch::Tensor& a) {
 
 MatmulLhs matmul_lhs(const torch::Tensor& a, const torch::Tensor& packed) {
     if (gemm_choice() == 0 || a.numel() == 0) return {a, torch::Tensor()};
-    const int64_t mpad = (a.size(1) + MR - 1) / MR * MR;
+    const int64_t mpad = round_up(a.size(1), MR);
     if (packed.defined() && packed.numel() > 0) {
         TORCH_CHECK(packed.is_cpu() && packed.scalar_type() == torch::kFloat && packed.is_contiguous() &&
                         packed.numel() == a.size(0) * mpad * a.size(2),
@@ -194,7 +196,7 @@ void matmul_into(torch::Tensor out, const MatmulLhs& lhs, const torch::Tensor& b
     }
 #ifdef SG_X86_VARIANTS
     const int64_t batch = b.size(0), m = a.size(1), k = a.size(2), n = b.size(2);
-    const int64_t mpad = (m + MR - 1) / MR * MR, sa = a.size(0) == 1 ? 0 : mpad * k;
+    const int64_t mpad = round_up(m, MR), sa = a.size(0) == 1 ? 0 : mpad * k;
     const int64_t panels = (n + NR - 1) / NR;
     int64_t blocks = (n + NC_MAX - 1) / NC_MAX;
     blocks = std::min(panels, std::max(blocks, (2 * at::get_num_threads() + batch - 1) / batch));
