@@ -75,20 +75,23 @@ def test_every_vector_width_gives_the_same_bits(cpu_plugin, row_isa):
             assert torch.equal(y, want), isa
 
 
+# The Lagrange rows (1, p, p^2) / prod (p - q) at the points 0, 1, -1, 1/2, -2 and (0, 0, 1), by hand.
+G_BY_HAND = torch.tensor(
+    [
+        [1, 0, 0],
+        [1 / 3, 1 / 3, 1 / 3],
+        [-1 / 3, 1 / 3, -1 / 3],
+        [-16 / 15, -8 / 15, -4 / 15],
+        [1 / 15, -2 / 15, 4 / 15],
+        [0, 0, 1],
+    ],
+    dtype=torch.float64,
+)
+
+
 def test_weight_transform_by_hand():
-    """G g G^T of a kernel with one 1 at (r, c): the outer product of G's columns r and c, with G
-    the Lagrange rows (1, p, p^2) / prod (p - q) at the points 0, 1, -1, 1/2, -2 and (0, 0, 1)."""
-    G = torch.tensor(
-        [
-            [1, 0, 0],
-            [1 / 3, 1 / 3, 1 / 3],
-            [-1 / 3, 1 / 3, -1 / 3],
-            [-16 / 15, -8 / 15, -4 / 15],
-            [1 / 15, -2 / 15, 4 / 15],
-            [0, 0, 1],
-        ],
-        dtype=torch.float64,
-    )
+    """G g G^T of a kernel with one 1 at (r, c): the outer product of G's columns r and c."""
+    G = G_BY_HAND
     for r in range(3):
         for c in range(3):
             w = torch.zeros([1, 1, 3, 3])
@@ -97,6 +100,14 @@ def test_weight_transform_by_hand():
             assert torch.equal(u, torch.outer(G[:, r], G[:, c]).float())
     with pytest.raises(ValueError, match="3x3"):
         sg3_winograd.winograd_weights(torch.zeros([1, 1, 1, 1]))
+
+
+def test_weight_transform_of_a_layer():
+    """Every channel pair's G g G^T in float64, rounded once (to an ulp: the sums' order is the
+    transform's), in [36, O, C] order; O x C = 8730 runs past the transform's chunk of 8192 pairs."""
+    w = torch.randn([97, 90, 3, 3], generator=torch.Generator().manual_seed(3))
+    want = torch.einsum("ai,ocij,bj->aboc", G_BY_HAND, w.double(), G_BY_HAND).reshape(36, 97, 90)
+    torch.testing.assert_close(sg3_winograd.winograd_weights(w), want.float(), rtol=2**-23, atol=1e-12)
 
 
 @pytest.fixture(scope="module")
