@@ -104,7 +104,8 @@ def test_weight_transform_by_hand():
 
 def test_weight_transform_of_a_layer():
     """Every channel pair's G g G^T in float64, rounded once (to an ulp: the sums' order is the
-    transform's), in [36, O, C] order; O x C = 8730 runs past the transform's chunk of 8192 pairs."""
+    transform's), in [36, O, C] order; O x C = 8730 runs past the transform's chunk of pairs."""
+    assert sg3_winograd._PAIRS < 97 * 90 < 2 * sg3_winograd._PAIRS
     w = torch.randn([97, 90, 3, 3], generator=torch.Generator().manual_seed(3))
     want = torch.einsum("ai,ocij,bj->aboc", G_BY_HAND, w.double(), G_BY_HAND).reshape(36, 97, 90)
     torch.testing.assert_close(sg3_winograd.winograd_weights(w), want.float(), rtol=2**-23, atol=1e-12)

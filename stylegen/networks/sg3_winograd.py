@@ -39,6 +39,7 @@ def _weight_transform() -> torch.Tensor:
 
 _G = _weight_transform()
 _GG = torch.kron(_G, _G)  # [36, 9]: row 6a + b, column 3i + j = G[a, i] G[b, j]
+_PAIRS = 8192  # channel pairs per float64 chunk of winograd_weights (a 2.4 MB product)
 
 
 def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
@@ -53,8 +54,8 @@ def winograd_weights(weight: torch.Tensor) -> torch.Tensor:
     o, c = weight.shape[:2]
     g = weight.detach().reshape(o * c, 9)
     u = torch.empty(36, o * c, dtype=torch.float32)
-    for i in range(0, o * c, 8192):
-        u[:, i : i + 8192] = _GG @ g[i : i + 8192].to(torch.float64).t()
+    for i in range(0, o * c, _PAIRS):
+        u[:, i : i + _PAIRS] = _GG @ g[i : i + _PAIRS].to(torch.float64).t()
     return u.reshape(36, o, c)
 
 
