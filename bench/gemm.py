@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -76,24 +74,21 @@ def child(args) -> None:
     u, v = torch.randn([36, 512, 512], generator=g), torch.randn([36, 512, 207], generator=g)
     flop = 2 * 36 * 512 * 512 * 207
 
-    def run(kind: str, mode: str) -> float:
-        plugin.set_cpu_gemm(mode)
-        t0 = time.perf_counter()
-        if kind == "GEMM":
-            plugin.matmul(u, v)
-        else:
-            for fn in nets[kind]:
-                fn(plugin, mode)
-        return time.perf_counter() - t0
+    def timed(kind: str, mode: str):
+        def products() -> None:
+            plugin.set_cpu_gemm(mode)  # a flag: microseconds against the products' milliseconds
+            if kind == "GEMM":
+                plugin.matmul(u, v)
+            else:
+                for fn in nets[kind]:
+                    fn(plugin, mode)
 
-    times = {(k, m): [] for k in (*NETS, "GEMM") for m in MODES}
-    with torch.no_grad():
-        for rep in range(args.reps + 1):  # the first round warms up (and packs the weights)
-            for (kind, mode), ts in times.items():
-                t = run(kind, mode)
-                if rep:
-                    ts.append(t)
-    out = {f"{k}|{m}": statistics.median(ts) for (k, m), ts in times.items()}
+        return products
+
+    fns = {f"{k}|{m}": timed(k, m) for k in (*NETS, "GEMM") for m in MODES}
+    with torch.no_grad():  # the warm-up round also packs the weights
+        times = _peer.alternate(fns, args.reps)
+    out = {name: _peer.median(ts) for name, ts in times.items()}
     out["GEMM GF/s"] = {m: flop / out[f"GEMM|{m}"] / 1e9 for m in MODES}
     print(json.dumps(out))
 
